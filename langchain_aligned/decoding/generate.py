@@ -1,0 +1,129 @@
+"""``generate``: the framework-free entry point (load, render, decode, score).
+
+The LangChain chat model is a thin layer over this function; scripts and benchmarks
+may call it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import InvalidInputError
+from ..models.chat import render_chat
+from ..models.loading import ModelHandle, load_model
+from .base import Conversation, Hooks, Request, Result, Strategy, new_seed
+from .engine import DecodingEngine
+from .params import SamplingParams
+
+__all__ = ["build_requests", "engine_for", "generate", "to_messages"]
+
+_ENGINES: weakref.WeakKeyDictionary[ModelHandle, DecodingEngine] = weakref.WeakKeyDictionary()
+_ENGINES_LOCK = threading.Lock()
+
+
+def engine_for(handle: ModelHandle) -> DecodingEngine:
+    """The one engine of a loaded model (engines hold no per-request state)."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(handle)
+        if engine is None:
+            engine = DecodingEngine(handle)
+            _ENGINES[handle] = engine
+        return engine
+
+
+def to_messages(conversation: Conversation) -> list[dict[str, Any]]:
+    """A prompt string becomes one user message; message lists are copied."""
+    if isinstance(conversation, str):
+        return [{"role": "user", "content": conversation}]
+    if isinstance(conversation, Sequence):
+        return [dict(m) if isinstance(m, Mapping) else m for m in conversation]
+    raise InvalidInputError(
+        f"conversation of type {type(conversation).__name__} is neither a prompt string nor a message list"
+    )
+
+
+def build_requests(
+    engine: DecodingEngine,
+    conversations: Sequence[Conversation],
+    params: SamplingParams,
+    *,
+    seed: int | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+) -> list[Request]:
+    """Render, tokenise and check each conversation; attach seeds."""
+    requests = []
+    for conversation in conversations:
+        messages = to_messages(conversation)
+        text = render_chat(engine.handle, messages, tools=tools)
+        prompt_ids = engine.encode(text)
+        engine.check_prompt(prompt_ids)
+        requests.append(
+            Request(
+                conversation=messages,
+                prompt_ids=prompt_ids,
+                params=params,
+                seed=new_seed() if seed is None else int(seed),
+                tools=tuple(tools or ()),
+            )
+        )
+    return requests
+
+
+def generate(
+    model: Any,
+    conversations: Sequence[Conversation] | Conversation,
+    *,
+    strategy: Strategy | None = None,
+    reward: Any = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int = 256,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    hooks: Hooks | None = None,
+    **load_kwargs: Any,
+) -> list[Result]:
+    """Answer each conversation with ``strategy`` (plain sampling by default).
+
+    Args:
+        model: anything :func:`~langchain_aligned.models.load_model` accepts.
+        conversations: one conversation (prompt string or message list) or a list of them.
+        strategy: a strategy config (``Sampling()``, ``BestOfN(n=8)``, …).
+        reward: a ``rewards.RewardScorer`` (required by reward-based strategies).
+        seed: makes the call reproducible; every request uses this seed.
+        **load_kwargs: passed to ``load_model`` (device, dtype, device_map, …).
+    """
+    from .sampling import Sampling
+
+    strategy = strategy or Sampling()
+    if not isinstance(strategy, Strategy):
+        raise InvalidInputError(
+            f"strategy={strategy!r} is not a strategy; use Sampling(), BestOfN(n=...), "
+            "SpeculativeRejection(n=...), SpeculativeSampling(draft=...) or RewardShiftedSampling(...)"
+        )
+    strategy.check_reward(reward)
+    params = SamplingParams(
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        max_new_tokens=max_new_tokens,
+        stop=tuple(stop),
+    )
+    if isinstance(conversations, str) or (
+        isinstance(conversations, Sequence)
+        and conversations
+        and isinstance(conversations[0], Mapping)
+    ):
+        conversations = [conversations]  # type: ignore[list-item]
+    if not isinstance(conversations, Sequence) or len(conversations) == 0:
+        raise InvalidInputError("conversations is empty; pass at least one prompt or message list")
+    handle = load_model(model, **load_kwargs)
+    engine = engine_for(handle)
+    strategy.bind(engine)
+    requests = build_requests(engine, conversations, params, seed=seed, tools=tools)  # type: ignore[arg-type]
+    return strategy.run(engine, requests, reward=reward, hooks=hooks)

@@ -1,0 +1,236 @@
+"""Render a conversation into the prompt text a causal LM continues.
+
+Messages use the Hugging Face chat format: dicts with ``role`` (``system``, ``user``,
+``assistant`` or ``tool``), ``content`` (a string), and optionally ``tool_calls`` on
+assistant messages (``[{"id", "type": "function", "function": {"name", "arguments"}}]``)
+and ``tool_call_id`` / ``name`` on tool messages.
+
+Rendering rules:
+
+1. The list is validated (non-empty, known roles, string content) and consecutive
+   messages of the same role are merged (joined by a blank line), because many chat
+   templates raise "roles must alternate". Tool messages and assistant messages with
+   tool calls are never merged: each carries its own call id.
+2. With a chat template, the tokenizer renders the messages with
+   ``add_generation_prompt=True``. Tools are passed to templates that accept them;
+   for templates that do not (SmolLM2's ChatML, for one), a system block describing
+   the tools and the call format is added, and assistant tool calls in the history
+   are written in that same format, so the model sees what it must produce.
+3. Without a chat template (base models), the documented plain format is used::
+
+       System: <system text>
+
+       User: <user text>
+
+       Assistant: <assistant text>
+
+       Tool (<name>): <tool result>
+
+       Assistant:
+
+Tool calls are written as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``,
+the format :func:`rewards.tool_call.parse_tool_calls` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import InvalidInputError
+
+__all__ = [
+    "ROLES",
+    "format_tool_call",
+    "normalize_messages",
+    "render_chat",
+    "tool_instructions",
+]
+
+ROLES = ("system", "user", "assistant", "tool")
+
+TOOL_CALL_OPEN = "<tool_call>"
+TOOL_CALL_CLOSE = "</tool_call>"
+
+
+def _tool_name(tool: Mapping[str, Any]) -> str:
+    function = tool.get("function", tool)
+    return str(function.get("name", "?"))
+
+
+def format_tool_call(name: str, arguments: Any) -> str:
+    """Write one tool call in the library's text format."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            pass
+    return f"{TOOL_CALL_OPEN}{json.dumps({'name': name, 'arguments': arguments})}{TOOL_CALL_CLOSE}"
+
+
+def tool_instructions(tools: Sequence[Mapping[str, Any]]) -> str:
+    """The system text that describes ``tools`` to a model whose template cannot."""
+    specs = []
+    for tool in tools:
+        function = tool.get("function", tool)
+        specs.append(
+            json.dumps(
+                {
+                    "name": function.get("name"),
+                    "description": function.get("description", ""),
+                    "parameters": function.get("parameters", {}),
+                }
+            )
+        )
+    return (
+        "You can call these tools:\n"
+        + "\n".join(specs)
+        + "\nTo call a tool, reply with only "
+        + TOOL_CALL_OPEN
+        + '{"name": "<tool name>", "arguments": {<arguments as JSON>}}'
+        + TOOL_CALL_CLOSE
+        + ". Otherwise reply normally."
+    )
+
+
+def normalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Validate messages and merge consecutive same-role messages.
+
+    Raises:
+        InvalidInputError: empty list, a non-dict, an unknown role or non-string
+            content (the message names the index and the value).
+    """
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise InvalidInputError(
+            f"messages must be a list of chat messages, got {type(messages).__name__}"
+        )
+    if len(messages) == 0:
+        raise InvalidInputError("messages is empty; pass at least one message to answer")
+    merged: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise InvalidInputError(
+                f"message {index} is a {type(message).__name__}, not a dict with 'role' and 'content'"
+            )
+        role = message.get("role")
+        if role not in ROLES:
+            raise InvalidInputError(
+                f"message {index} has unknown role {role!r}; use one of {', '.join(ROLES)}"
+            )
+        content = message.get("content")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise InvalidInputError(
+                f"message {index} ({role}) has content of type {type(content).__name__}; "
+                "only text content is supported — convert images or other blocks to text first"
+            )
+        item = dict(message)
+        item["content"] = content
+        tool_calls = item.get("tool_calls") or []
+        if tool_calls:
+            item["tool_calls"] = list(tool_calls)
+        else:
+            item.pop("tool_calls", None)
+        previous = merged[-1] if merged else None
+        mergeable = (
+            previous is not None
+            and previous["role"] == role
+            and role in ("system", "user", "assistant")
+            and not previous.get("tool_calls")
+            and not tool_calls
+        )
+        if mergeable and previous is not None:
+            previous["content"] = "\n\n".join(p for p in (previous["content"], content) if p)
+        else:
+            merged.append(item)
+    return merged
+
+
+def _template_supports(tokenizer: Any, word: str) -> bool:
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        template = " ".join(str(t) for t in template.values())
+    return bool(template) and word in str(template)
+
+
+def _inline_tool_calls(message: dict[str, Any]) -> dict[str, Any]:
+    calls = []
+    for call in message.get("tool_calls", []):
+        function = call.get("function", call)
+        calls.append(format_tool_call(function.get("name", ""), function.get("arguments", {})))
+    text = "\n".join(p for p in (message["content"], *calls) if p)
+    return {"role": "assistant", "content": text}
+
+
+def _with_tool_system(messages: list[dict[str, Any]], tools: Sequence[Mapping[str, Any]]):
+    instructions = tool_instructions(tools)
+    if messages and messages[0]["role"] == "system":
+        first = dict(messages[0])
+        first["content"] = "\n\n".join(p for p in (first["content"], instructions) if p)
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instructions}, *messages]
+
+
+def _plain_format(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+    parts = []
+    for message in messages:
+        role = message["role"]
+        if role == "assistant" and message.get("tool_calls"):
+            message = _inline_tool_calls(message)
+        if role == "tool":
+            label = f"Tool ({message.get('name') or message.get('tool_call_id') or 'result'})"
+        else:
+            label = role.capitalize()
+        parts.append(f"{label}: {message['content']}")
+    text = "\n\n".join(parts)
+    if add_generation_prompt:
+        text += "\n\nAssistant:"
+    return text
+
+
+def render_chat(
+    handle: Any,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render ``messages`` (and optional ``tools``) into prompt text for ``handle``.
+
+    ``handle`` is a :class:`~langchain_aligned.models.ModelHandle` or a tokenizer.
+    """
+    tokenizer = getattr(handle, "tokenizer", handle)
+    normalized = normalize_messages(messages)
+    tools = list(tools or [])
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, Mapping) or not isinstance(
+            tool.get("function", tool).get("name"), str
+        ):
+            raise InvalidInputError(
+                f"tool {index} ({tool!r:.80}) is not an OpenAI-style function schema with a name"
+            )
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        if tools:
+            normalized = _with_tool_system(normalized, tools)
+        return _plain_format(normalized, add_generation_prompt)
+    native_tools = bool(tools) and _template_supports(tokenizer, "tools")
+    if not _template_supports(tokenizer, "tool_calls"):
+        normalized = [
+            _inline_tool_calls(m) if m.get("tool_calls") else m for m in normalized
+        ]
+    if tools and not native_tools:
+        normalized = _with_tool_system(normalized, tools)
+    kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": add_generation_prompt}
+    if native_tools:
+        kwargs["tools"] = tools
+    try:
+        text = tokenizer.apply_chat_template(normalized, **kwargs)
+    except Exception as exc:  # template errors are jinja exceptions of many kinds
+        raise InvalidInputError(
+            f"The chat template of {getattr(handle, 'name', type(tokenizer).__name__)} "
+            f"could not render these messages: {exc}"
+        ) from exc
+    return str(text)

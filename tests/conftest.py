@@ -1,0 +1,44 @@
+"""Shared test set-up: offline hub, tiny models on the path, fixtures."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Two cores: more intra-op threads only add contention in small-tensor tests.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tiny_handle():
+    """The default tiny causal LM (seed 0) as a ModelHandle."""
+    from tiny import tiny_pair
+
+    from langchain_aligned.models import load_model
+
+    return load_model(tiny_pair(0))
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """The embedded SmolLM2-135M-Instruct handle (slow tier)."""
+    from langchain_aligned.models import load_model
+
+    return load_model("smollm2-135m-instruct", dtype="float32")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Everything under tests/slow uses the embedded real models: mark it `slow`.
+    slow_dir = Path(__file__).parent / "slow"
+    for item in items:
+        if slow_dir in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)
