@@ -13,11 +13,66 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>", "<|tool|>"]
-WORDS = (
-    "hello world the a cat dog sat on mat is good bad yes no i you we they it "
-    "answer question please thanks sure here what why how when where tool call json "
-    "{ } : , . ! ? name arguments value 0 1 2 3 4 5 6 7 8 9 sun moon red blue green"
-).split()
+WORDS = [
+    "hello",
+    "world",
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "is",
+    "good",
+    "bad",
+    "yes",
+    "no",
+    "i",
+    "you",
+    "we",
+    "they",
+    "it",
+    "answer",
+    "question",
+    "please",
+    "thanks",
+    "sure",
+    "here",
+    "what",
+    "why",
+    "how",
+    "when",
+    "where",
+    "tool",
+    "call",
+    "json",
+    "{",
+    "}",
+    ":",
+    ",",
+    ".",
+    "!",
+    "?",
+    "name",
+    "arguments",
+    "value",
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "7",
+    "8",
+    "9",
+    "sun",
+    "moon",
+    "red",
+    "blue",
+    "green",
+]
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ '<|' + m['role'] + '|> ' + m['content'] + ' </s> ' }}{% endfor %}"
@@ -25,7 +80,7 @@ CHAT_TEMPLATE = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_tokenizer(chat_template: bool = True) -> PreTrainedTokenizerFast:
     """A whitespace word-level tokenizer over a fixed vocabulary (ids are stable)."""
     vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}

@@ -264,7 +264,9 @@ def score_texts(
     try:
         values = [float(s) for s in scores]
     except (TypeError, ValueError) as exc:
-        raise RewardError(f"Reward scorer {name} returned non-numeric scores: {scores!r:.200}") from exc
+        raise RewardError(
+            f"Reward scorer {name} returned non-numeric scores: {scores!r:.200}"
+        ) from exc
     if len(values) != len(texts):
         raise RewardError(
             f"Reward scorer {name} returned {len(values)} scores for {len(texts)} completions"

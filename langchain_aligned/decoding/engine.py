@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-class DecodeCancelled(Exception):  # noqa: N818 - a control-flow signal, not an error
+class DecodeCancelled(Exception):
     """Raised inside decoding when the caller's ``should_stop`` returns True."""
 
 
@@ -147,9 +147,9 @@ class DecodingEngine:
         Chat templates write their own special tokens; base models without a
         template get the tokenizer's usual BOS.
         """
-        ids = self.tokenizer(
-            text, add_special_tokens=not self.handle.has_chat_template
-        )["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=not self.handle.has_chat_template)[
+            "input_ids"
+        ]
         if not ids:
             raise InvalidInputError("The rendered prompt is empty; pass at least one message")
         return list(ids)
@@ -165,7 +165,9 @@ class DecodingEngine:
 
     # --------------------------------------------------------------- primitives
     @torch.inference_mode()
-    def feed(self, state: DecodeState, chunks: Sequence[Sequence[int]], keep: int = 1) -> torch.Tensor:
+    def feed(
+        self, state: DecodeState, chunks: Sequence[Sequence[int]], keep: int = 1
+    ) -> torch.Tensor:
         """Append one chunk of tokens per row and return logits of the last ``keep`` positions.
 
         Chunks may differ in length: shorter ones are left-filled with holes, so the
@@ -237,7 +239,10 @@ class DecodingEngine:
         state = DecodeState(list(candidates), counters or EngineCounters())
         if not candidates:
             return state
-        chunks = [list(p) for p in (prompts if prompts is not None else [c.prompt_ids for c in candidates])]
+        chunks = [
+            list(p)
+            for p in (prompts if prompts is not None else [c.prompt_ids for c in candidates])
+        ]
         for chunk in chunks:
             self.check_prompt(chunk)
         if any(len(c) == 0 for c in chunks):
@@ -276,7 +281,9 @@ class DecodingEngine:
             return
         amounts = torch.as_tensor(list(counts), dtype=torch.long)  # [rows]
         if amounts.numel() != state.num_rows:
-            raise InvalidInputError(f"rollback got {amounts.numel()} counts for {state.num_rows} rows")
+            raise InvalidInputError(
+                f"rollback got {amounts.numel()} counts for {state.num_rows} rows"
+            )
         if amounts.numel() == 0 or int(amounts.max()) == 0:
             return
         mask = state.mask
@@ -349,7 +356,7 @@ class DecodingEngine:
         the length cap. Returns whether the candidate finished.
         """
         for token in tokens:
-            if token in self.eos_ids:
+            if token in self.eos_ids and not params.ignore_eos:
                 self.finish(candidate, "stop")
                 return True
             candidate.token_ids.append(int(token))
@@ -421,7 +428,9 @@ class DecodingEngine:
                 f"{len(prompts)} prompts but {len(continuations)} continuations; pass one each"
             )
         counters = EngineCounters()
-        candidates = [Candidate(request=i, index=0, prompt_ids=list(p)) for i, p in enumerate(prompts)]
+        candidates = [
+            Candidate(request=i, index=0, prompt_ids=list(p)) for i, p in enumerate(prompts)
+        ]
         state = DecodeState(candidates, counters)
         chunks = [list(p) + list(c) for p, c in zip(prompts, continuations, strict=True)]
         for prompt, chunk in zip(prompts, chunks, strict=True):

@@ -39,7 +39,7 @@ def to_messages(conversation: Conversation) -> list[dict[str, Any]]:
     if isinstance(conversation, str):
         return [{"role": "user", "content": conversation}]
     if isinstance(conversation, Sequence):
-        return [dict(m) if isinstance(m, Mapping) else m for m in conversation]
+        return [dict(m) if isinstance(m, Mapping) else m for m in conversation]  # type: ignore[misc]
     raise InvalidInputError(
         f"conversation of type {type(conversation).__name__} is neither a prompt string nor a message list"
     )
@@ -119,7 +119,7 @@ def generate(
         and conversations
         and isinstance(conversations[0], Mapping)
     ):
-        conversations = [conversations]  # type: ignore[list-item]
+        conversations = [conversations]  # type: ignore[list-item,assignment]
     if not isinstance(conversations, Sequence) or len(conversations) == 0:
         raise InvalidInputError("conversations is empty; pass at least one prompt or message list")
     handle = load_model(model, **load_kwargs)

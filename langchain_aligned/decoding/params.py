@@ -49,6 +49,8 @@ class SamplingParams:
     """Most tokens to generate per reply (at least 1)."""
     stop: tuple[str, ...] = field(default_factory=tuple)
     """Stop strings of any token length, matched on decoded text and trimmed from the reply."""
+    ignore_eos: bool = False
+    """Keep decoding past end-of-sequence tokens (benchmarks use it to fix the length)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.temperature, bool) or not isinstance(self.temperature, int | float):
@@ -66,14 +68,18 @@ class SamplingParams:
             or not isinstance(self.max_new_tokens, int)
             or self.max_new_tokens < 1
         ):
-            raise InvalidInputError(f"max_new_tokens={self.max_new_tokens!r} must be an integer ≥ 1")
+            raise InvalidInputError(
+                f"max_new_tokens={self.max_new_tokens!r} must be an integer ≥ 1"
+            )
         stop = self.stop
         if isinstance(stop, str):
             stop = (stop,)
         stop = tuple(stop)
         for item in stop:
             if not isinstance(item, str) or item == "":
-                raise InvalidInputError(f"stop={self.stop!r}: every stop string must be a non-empty str")
+                raise InvalidInputError(
+                    f"stop={self.stop!r}: every stop string must be a non-empty str"
+                )
         object.__setattr__(self, "stop", stop)
 
     @property
@@ -82,7 +88,9 @@ class SamplingParams:
         return self.temperature == 0
 
 
-def warp(logits: torch.Tensor, params: SamplingParams, vocab_size: int | None = None) -> torch.Tensor:
+def warp(
+    logits: torch.Tensor, params: SamplingParams, vocab_size: int | None = None
+) -> torch.Tensor:
     """Turn logits ``[..., vocab]`` into the distribution tokens are drawn from.
 
     Padded vocabulary ids (``>= vocab_size``) get probability 0. Greedy decoding

@@ -34,6 +34,7 @@ the format :func:`rewards.tool_call.parse_tool_calls` reads back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -62,10 +63,8 @@ def _tool_name(tool: Mapping[str, Any]) -> str:
 def format_tool_call(name: str, arguments: Any) -> str:
     """Write one tool call in the library's text format."""
     if isinstance(arguments, str):
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            pass
     return f"{TOOL_CALL_OPEN}{json.dumps({'name': name, 'arguments': arguments})}{TOOL_CALL_CLOSE}"
 
 
@@ -218,9 +217,7 @@ def render_chat(
         return _plain_format(normalized, add_generation_prompt)
     native_tools = bool(tools) and _template_supports(tokenizer, "tools")
     if not _template_supports(tokenizer, "tool_calls"):
-        normalized = [
-            _inline_tool_calls(m) if m.get("tool_calls") else m for m in normalized
-        ]
+        normalized = [_inline_tool_calls(m) if m.get("tool_calls") else m for m in normalized]
     if tools and not native_tools:
         normalized = _with_tool_system(normalized, tools)
     kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": add_generation_prompt}

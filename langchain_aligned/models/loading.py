@@ -367,7 +367,7 @@ def _load_uncached(
             + f" Underlying error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
     if device_map is None and quantization_config is None:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]
     return _make_handle(model, tokenizer, name)
 
 

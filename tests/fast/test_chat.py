@@ -1,0 +1,128 @@
+"""Rendering conversations: templates, merging, tools, plain fallback, bad input."""
+
+from __future__ import annotations
+
+import pytest
+from tiny import tiny_tokenizer
+
+from langchain_aligned.errors import InvalidInputError
+from langchain_aligned.models import normalize_messages, render_chat
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "description": "Add two integers",
+            "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}},
+        },
+    }
+]
+
+
+def test_consecutive_same_role_messages_are_merged():
+    merged = normalize_messages(
+        [
+            {"role": "user", "content": "hello"},
+            {"role": "user", "content": "world"},
+            {"role": "assistant", "content": "hi"},
+        ]
+    )
+    assert merged == [
+        {"role": "user", "content": "hello\n\nworld"},
+        {"role": "assistant", "content": "hi"},
+    ]
+
+
+def test_tool_messages_and_tool_calls_are_never_merged():
+    messages = [
+        {"role": "user", "content": "add"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "1", "type": "function", "function": {"name": "add", "arguments": {"a": 1}}}
+            ],
+        },
+        {"role": "tool", "content": "1", "tool_call_id": "1"},
+        {"role": "tool", "content": "2", "tool_call_id": "2"},
+    ]
+    assert len(normalize_messages(messages)) == 4
+
+
+def test_chat_template_with_generation_prompt():
+    text = render_chat(tiny_tokenizer(), [{"role": "user", "content": "hello"}])
+    assert text == "<|user|> hello </s> <|assistant|>"
+
+
+def test_tools_reach_a_template_without_tool_support_and_history_renders():
+    messages = [
+        {"role": "user", "content": "add one"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "add", "arguments": '{"a": 1}'},
+                }
+            ],
+        },
+        {"role": "tool", "content": "1", "tool_call_id": "c1", "name": "add"},
+    ]
+    text = render_chat(tiny_tokenizer(), messages, tools=TOOLS)
+    assert text.startswith("<|system|> You can call these tools:")
+    assert '"name": "add"' in text and "Add two integers" in text
+    # The assistant's earlier call is shown in the format the model must produce,
+    # and a conversation ending with a tool result still gets a generation prompt.
+    assert '<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>' in text
+    assert text.endswith("<|tool|> 1 </s> <|assistant|>")
+
+
+def test_native_tool_templates_receive_the_tools():
+    tokenizer = tiny_tokenizer()
+    native = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer)
+    native.chat_template = (
+        "{% if tools %}TOOLS:{% for t in tools %}{{ t['function']['name'] }}{% endfor %}\n{% endif %}"
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if tool_calls %}{% endif %}"
+    )
+    text = render_chat(native, [{"role": "user", "content": "hi"}], tools=TOOLS)
+    assert text.startswith("TOOLS:add")
+    assert "You can call these tools" not in text
+
+
+def test_plain_fallback_format_for_base_models():
+    base = tiny_tokenizer(chat_template=False)
+    text = render_chat(
+        base,
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "hi"},
+            {"role": "user", "content": "bye"},
+        ],
+    )
+    assert text == "System: Be brief.\n\nUser: hello\n\nAssistant: hi\n\nUser: bye\n\nAssistant:"
+
+
+@pytest.mark.parametrize(
+    ("messages", "needle"),
+    [
+        ([], "empty"),
+        ([{"role": "wizard", "content": "x"}], "'wizard'"),
+        ([{"role": "user", "content": [{"type": "image_url"}]}], "message 0 (user)"),
+        (["hello"], "message 0 is a str"),
+        ("hello", "list of chat messages"),
+    ],
+)
+def test_bad_messages_name_the_problem(messages, needle):
+    with pytest.raises(InvalidInputError) as info:
+        render_chat(tiny_tokenizer(), messages)
+    assert needle in str(info.value)
+
+
+def test_bad_tool_schema_is_named():
+    with pytest.raises(InvalidInputError, match="tool 0"):
+        render_chat(tiny_tokenizer(), [{"role": "user", "content": "x"}], tools=[{"nope": 1}])
