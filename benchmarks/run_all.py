@@ -37,11 +37,15 @@ def main() -> int:
     for script in bar:
         name = script.stem.removeprefix("bench_")
         bar.set_description(name)
-        command = [sys.executable, "-m", f"benchmarks.{script.stem}"] + (["--quick"] if args.quick else [])
+        command = [sys.executable, "-m", f"benchmarks.{script.stem}"] + (
+            ["--quick"] if args.quick else []
+        )
         start = time.perf_counter()
         with open(log_dir / f"{name}.log", "w") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)
-        tqdm.write(f"{name}: {'ok' if code == 0 else f'FAILED ({code})'} in {time.perf_counter() - start:.0f} s")
+        tqdm.write(
+            f"{name}: {'ok' if code == 0 else f'FAILED ({code})'} in {time.perf_counter() - start:.0f} s"
+        )
         if code:
             failures.append(name)
     if failures:

@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Reward: {reward.name}\n")
     models = {
         label: AlignedChatModel(
-            strategy=strategy, reward=reward, max_tokens=args.max_tokens, seed=args.seed, temperature=0.8
+            strategy=strategy,
+            reward=reward,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+            temperature=0.8,
         )
         for label, strategy in _strategies(args.n)
     }
