@@ -1,13 +1,16 @@
 """Decoding: the shared engine and one module per strategy (no LangChain here)."""
 
 from .base import AlignmentStats, Hooks, Request, Result, RoundStats, Strategy, score_texts
+from .best_of_n import BestOfN
 from .engine import Candidate, DecodeCancelled, DecodeState, DecodingEngine, EngineCounters
 from .generate import build_requests, engine_for, generate
 from .params import SamplingParams
 from .sampling import Sampling
+from .speculative_rejection import SpeculativeRejection
 
 __all__ = [
     "AlignmentStats",
+    "BestOfN",
     "Candidate",
     "DecodeCancelled",
     "DecodeState",
@@ -19,6 +22,7 @@ __all__ = [
     "RoundStats",
     "Sampling",
     "SamplingParams",
+    "SpeculativeRejection",
     "Strategy",
     "build_requests",
     "engine_for",

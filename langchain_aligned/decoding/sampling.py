@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .base import AlignmentStats, Hooks, Request, Result, Strategy
-from .engine import Candidate, DecodeCancelled, DecodingEngine, EngineCounters
+from .engine import Candidate, DecodeCancelled, DecodeState, DecodingEngine, EngineCounters
+from .params import SamplingParams
 from .text import StopMatcher, TextStream
 
 __all__ = ["Sampling", "decode_candidates"]
@@ -20,50 +21,42 @@ __all__ = ["Sampling", "decode_candidates"]
 
 def decode_candidates(
     engine: DecodingEngine,
-    candidates: Sequence[Candidate],
-    requests: Sequence[Request],
+    state: DecodeState,
+    params: SamplingParams,
     counters: EngineCounters,
     hooks: Hooks,
     *,
     stream: bool = False,
-    max_steps: int | None = None,
-    state: Any = None,
-) -> Any:
-    """Decode ``candidates`` to the end (or ``max_steps``), streaming if asked.
+) -> list[Candidate]:
+    """Decode every row of ``state`` to the end, streaming text deltas if asked.
 
-    All candidates must share sampling parameters (they do within one call). With
-    ``stream=True``, text deltas go to ``hooks.on_text`` keyed by request index.
-    Returns the :class:`DecodeState` (empty once every candidate finished).
+    With ``stream=True``, deltas go to ``hooks.on_text`` keyed by request index
+    (everything a candidate already holds comes out in its first delta). Returns the
+    candidates in the order they finished.
     """
-    if not candidates and state is None:
-        return None
-    params = requests[candidates[0].request if candidates else state.candidates[0].request].params
-    if state is None:
-        state = engine.prefill(candidates, counters=counters)
+    del counters  # the state carries its own counters
     streams = (
         {id(c): TextStream(engine.tokenizer, params.stop) for c in state.candidates}
         if stream and hooks.on_text is not None
         else {}
     )
     matchers: dict[int, StopMatcher] = {}
-    steps = 0
-    while state.num_rows and (max_steps is None or steps < max_steps):
+    done: list[Candidate] = []
+    while state.num_rows:
         if hooks.should_stop is not None and hooks.should_stop():
             raise DecodeCancelled()
         rows = list(state.candidates)
         finished = engine.step(state, params, matchers)
-        steps += 1
+        done.extend(finished)
         if streams and hooks.on_text is not None:
-            done = {id(c) for c in finished}
+            ended = {id(c) for c in finished}
             for candidate in rows:
-                text_stream = streams.get(id(candidate))
-                if text_stream is None:
-                    continue
-                final = candidate.text if id(candidate) in done else None
+                text_stream = streams[id(candidate)]
+                final = candidate.text if id(candidate) in ended else None
                 delta = text_stream.delta(candidate.token_ids, final_text=final)
                 if delta:
                     hooks.on_text(candidate.request, delta)
-    return state
+    return done
 
 
 @dataclass(frozen=True)
@@ -88,8 +81,9 @@ class Sampling(Strategy):
         groups: dict[Any, list[Candidate]] = {}
         for candidate in candidates:
             groups.setdefault(requests[candidate.request].params, []).append(candidate)
-        for group in groups.values():
-            decode_candidates(engine, group, requests, counters, hooks, stream=hooks.streaming)
+        for params, group in groups.items():
+            state = engine.prefill(group, counters=counters)
+            decode_candidates(engine, state, params, counters, hooks, stream=hooks.streaming)
         elapsed = time.perf_counter() - start
         results = []
         for request, candidate in zip(requests, candidates, strict=True):

@@ -1,0 +1,30 @@
+"""Small reward scorers for tests (plain classes: the strategies need only `.score`)."""
+
+from __future__ import annotations
+
+
+class CountingScorer:
+    """Reward = number of distinct words minus a penalty per repeated word.
+
+    Deterministic, accepts partial and empty text, and records every call.
+    """
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def score(self, conversation, completions):
+        self.calls.append(list(completions))
+        out = []
+        for text in completions:
+            words = text.split()
+            out.append(len(set(words)) - 0.5 * (len(words) - len(set(words))) + 0.01 * len(text))
+        return out
+
+
+class RaisingScorer:
+    name = "raising"
+
+    def score(self, conversation, completions):
+        raise RuntimeError("reward model exploded")
