@@ -23,8 +23,7 @@ def _run(strategy, prompt, seed, scorer=None, **kwargs):
         strategy=strategy,
         reward=scorer or CountingScorer(),
         seed=seed,
-        **COMMON,
-        **kwargs,
+        **{**COMMON, **kwargs},
     )[0]
 
 
