@@ -10,7 +10,12 @@ import functools
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>", "<|tool|>"]
 WORDS = [
@@ -139,3 +144,24 @@ def tiny_model(
 def tiny_pair(seed: int = 0, **kwargs) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """``(model, tokenizer)`` ready for :func:`langchain_aligned.models.load_model`."""
     return tiny_model(seed, **kwargs), tiny_tokenizer()
+
+
+def tiny_reward_model():
+    """A tiny sequence-classification reward model and its tokenizer."""
+    tokenizer = tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=1,
+    )
+    model = LlamaForSequenceClassification(config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    return model.eval(), tokenizer

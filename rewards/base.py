@@ -1,0 +1,161 @@
+"""The ``RewardScorer`` protocol and the errors of the ``rewards`` package.
+
+A scorer turns candidate replies to one conversation into floats — higher is better:
+
+    scorer.score(conversation, completions) -> list[float]
+
+``conversation`` is a plain prompt string or a list of Hugging Face chat-format messages
+(``{"role": ..., "content": ...}``); ``completions`` are reply texts, possibly partial
+(cut mid-sentence — Speculative Rejection scores them) or empty. Scores are comparable
+within one call; :attr:`RewardScorer.comparable_across_calls` says whether they are also
+comparable between calls (false for scorers that normalise within a call).
+
+Text in, numbers out: a scorer's tokenizer never has to match the policy's.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "Conversation",
+    "InvalidScorerConfig",
+    "RewardScorer",
+    "RewardScorerError",
+    "RewardsError",
+    "conversation_to_messages",
+    "last_user_text",
+]
+
+Conversation = str | Sequence[Mapping[str, Any]]
+
+
+class RewardsError(Exception):
+    """Root of every error raised by the ``rewards`` package."""
+
+
+class RewardScorerError(RewardsError, RuntimeError):
+    """A scorer failed or returned unusable scores.
+
+    Attributes:
+        scorer: name of the scorer.
+        index: the offending completion's index, when one is to blame.
+    """
+
+    def __init__(self, message: str, *, scorer: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.scorer = scorer
+        self.index = index
+
+
+class InvalidScorerConfig(RewardsError, ValueError):
+    """A scorer was configured with a value it cannot use (raised at construction)."""
+
+
+def conversation_to_messages(conversation: Conversation) -> list[dict[str, Any]]:
+    """A prompt string becomes one user message; message lists are copied as dicts."""
+    if isinstance(conversation, str):
+        return [{"role": "user", "content": conversation}]
+    messages = []
+    for index, message in enumerate(conversation):
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise InvalidScorerConfig(
+                f"conversation message {index} ({message!r:.60}) is not a dict with a 'role'"
+            )
+        item = dict(message)
+        item["content"] = "" if item.get("content") is None else str(item["content"])
+        messages.append(item)
+    return messages
+
+
+def last_user_text(conversation: Conversation) -> str:
+    """The last user message's text (the question being answered)."""
+    if isinstance(conversation, str):
+        return conversation
+    for message in reversed(conversation_to_messages(conversation)):
+        if message["role"] == "user":
+            return str(message["content"])
+    return ""
+
+
+class RewardScorer(abc.ABC):
+    """Base class of every scorer: validation, async and batch entry points.
+
+    Subclasses implement :meth:`_score`; callers use :meth:`score`, which checks the
+    output and turns any failure into :class:`RewardScorerError`.
+    """
+
+    comparable_across_calls: bool = True
+    """Whether scores from different calls may be compared."""
+
+    @property
+    def name(self) -> str:
+        """Readable name used in errors and statistics."""
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
+        """Score ``completions`` (one float each)."""
+
+    def score(self, conversation: Conversation, completions: Sequence[str]) -> list[float]:
+        """Score candidate replies to ``conversation``: one finite float per completion.
+
+        Raises:
+            RewardScorerError: the scorer raised, returned the wrong number of scores,
+                or a NaN / infinite score (names the scorer and the index).
+        """
+        if isinstance(completions, str):
+            raise RewardScorerError(
+                f"{self.name}: completions must be a list of strings, not one string",
+                scorer=self.name,
+            )
+        texts = [str(c) if c is not None else "" for c in completions]
+        if not texts:
+            return []
+        try:
+            raw = self._score(conversation, texts)
+        except RewardsError:
+            raise
+        except Exception as exc:
+            raise RewardScorerError(
+                f"{self.name} raised {type(exc).__name__}: {exc}", scorer=self.name
+            ) from exc
+        values = list(raw)
+        if len(values) != len(texts):
+            raise RewardScorerError(
+                f"{self.name} returned {len(values)} scores for {len(texts)} completions",
+                scorer=self.name,
+            )
+        out = []
+        for index, value in enumerate(values):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise RewardScorerError(
+                    f"{self.name} returned a non-numeric score {value!r} for completion {index}",
+                    scorer=self.name,
+                    index=index,
+                ) from None
+            if not math.isfinite(number):
+                raise RewardScorerError(
+                    f"{self.name} returned {number} for completion {index}; scores must be finite",
+                    scorer=self.name,
+                    index=index,
+                )
+            out.append(number)
+        return out
+
+    async def ascore(self, conversation: Conversation, completions: Sequence[str]) -> list[float]:
+        """:meth:`score` in a worker thread, so the event loop is never blocked."""
+        return await asyncio.to_thread(self.score, conversation, completions)
+
+    def score_batch(self, items: Sequence[tuple[Conversation, Sequence[str]]]) -> list[list[float]]:
+        """Score many ``(conversation, completions)`` pairs."""
+        return [self.score(conversation, completions) for conversation, completions in items]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,168 @@
+"""``RewardModelScorer``: any Hugging Face sequence-classification reward model.
+
+Examples a GPU user would pick: ``Skywork/Skywork-Reward-Llama-3.1-8B-v0.2``,
+``RLHFlow/ArmoRM-Llama3-8B-v0.1`` (multi-output: pick a head by name),
+``sfairXC/FsfairX-LLaMA3-RM-v0.1``.
+
+Formatting: the reward model's own chat template around conversation + reply when it
+has one, else ``"User: …\\n\\nAssistant: …"``. Truncation policy: a sequence longer than
+``max_length`` tokens keeps its **end** (the reply and the latest turns) — the
+tokenizer truncates from the left. Batches are sized by ``max_tokens_per_batch``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .base import (
+    Conversation,
+    InvalidScorerConfig,
+    RewardScorer,
+    RewardScorerError,
+    conversation_to_messages,
+)
+
+__all__ = ["RewardModelScorer"]
+
+
+class RewardModelScorer(RewardScorer):
+    """Score replies with a sequence-classification reward model."""
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        head: int | str | None = None,
+        max_tokens_per_batch: int = 8192,
+        max_length: int | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        **load_kwargs: Any,
+    ) -> None:
+        if isinstance(source, tuple) and len(source) != 2:
+            raise InvalidScorerConfig(
+                "RewardModelScorer needs a model id, a folder, or a (model, tokenizer) pair"
+            )
+        if max_tokens_per_batch < 1:
+            raise InvalidScorerConfig(f"max_tokens_per_batch={max_tokens_per_batch!r} must be ≥ 1")
+        self.source = source
+        self.head = head
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.max_length = max_length
+        self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
+        self.load_kwargs = load_kwargs
+        self._lock = threading.Lock()
+        self._loaded: tuple[Any, Any, int] | None = None
+
+    @property
+    def name(self) -> str:
+        label = self.source if isinstance(self.source, str) else type(self.source[0]).__name__
+        return f"RewardModelScorer({label})"
+
+    def _load(self) -> tuple[Any, Any, int]:
+        with self._lock:
+            if self._loaded is not None:
+                return self._loaded
+            import torch
+
+            from langchain_aligned.models import resolve_device, resolve_dtype
+
+            if isinstance(self.source, tuple):
+                model, tokenizer = self.source
+            else:
+                from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+                device = resolve_device(self.device)
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(
+                        self.source, trust_remote_code=self.trust_remote_code
+                    )
+                    model = AutoModelForSequenceClassification.from_pretrained(
+                        self.source,
+                        dtype=resolve_dtype(self.dtype, device),
+                        trust_remote_code=self.trust_remote_code,
+                        **self.load_kwargs,
+                    ).to(device)
+                except (OSError, ValueError) as exc:
+                    raise RewardScorerError(
+                        f"Could not load reward model {self.source!r}: the model hub may be unreachable "
+                        f"or the id is wrong ({type(exc).__name__})",
+                        scorer=self.name,
+                    ) from exc
+            model.eval()
+            labels = getattr(model.config, "id2label", None) or {}
+            outputs = int(getattr(model.config, "num_labels", 1))
+            if isinstance(self.head, str):
+                matches = [int(k) for k, v in labels.items() if v == self.head]
+                if not matches:
+                    raise InvalidScorerConfig(
+                        f"head={self.head!r} is not one of the model's outputs {sorted(labels.values())}"
+                    )
+                head = matches[0]
+            else:
+                head = 0 if self.head is None else int(self.head)
+                if not 0 <= head < outputs:
+                    raise InvalidScorerConfig(
+                        f"head={self.head!r} is out of range for a model with {outputs} outputs"
+                    )
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            tokenizer.truncation_side = "left"
+            if getattr(model.config, "pad_token_id", None) is None:
+                model.config.pad_token_id = tokenizer.pad_token_id
+            del torch
+            self._loaded = (model, tokenizer, head)
+            return self._loaded
+
+    def format(self, tokenizer: Any, conversation: Conversation, completion: str) -> str:
+        messages = conversation_to_messages(conversation) + [
+            {"role": "assistant", "content": completion}
+        ]
+        if getattr(tokenizer, "chat_template", None):
+            return str(tokenizer.apply_chat_template(messages, tokenize=False))
+        return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+    def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
+        import torch
+
+        model, tokenizer, head = self._load()
+        limit = self.max_length or min(
+            int(getattr(tokenizer, "model_max_length", 4096) or 4096), 4096
+        )
+        texts = [self.format(tokenizer, conversation, c) for c in completions]
+        lengths = [
+            min(len(tokenizer(t, add_special_tokens=False)["input_ids"]), limit) for t in texts
+        ]
+        device = next(model.parameters()).device
+        out: list[float] = [0.0] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        batch: list[int] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            inputs = tokenizer(
+                [texts[i] for i in batch],
+                padding=True,
+                truncation=True,
+                max_length=limit,
+                return_tensors="pt",
+                add_special_tokens=not getattr(tokenizer, "chat_template", None),
+            )
+            with torch.inference_mode():
+                logits = model(
+                    **{k: v.to(device) for k, v in inputs.items()}
+                ).logits  # [batch, outputs]
+            for i, value in zip(batch, logits[:, head].float().tolist(), strict=True):
+                out[i] = value
+            batch.clear()
+
+        for i in order:
+            if batch and (len(batch) + 1) * max(lengths[i], 1) > self.max_tokens_per_batch:
+                flush()
+            batch.append(i)
+        flush()
+        return out
