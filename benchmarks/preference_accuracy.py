@@ -47,9 +47,19 @@ def main() -> None:
     for name, scorer in scorers.items():
         start = time.perf_counter()
         total, per_category = accuracy(scorer, pairs)
-        rows[name] = {"accuracy": total, "per_category": per_category, "seconds": time.perf_counter() - start}
-        print(f"{name:<38} {total:6.1%}  " + "  ".join(f"{k} {v:.0%}" for k, v in sorted(per_category.items())))
-    path = write_json("preference_accuracy", {"pairs": len(pairs), "scorers": rows, "default_weights": rewards.defaults.DEFAULT_WEIGHTS})
+        rows[name] = {
+            "accuracy": total,
+            "per_category": per_category,
+            "seconds": time.perf_counter() - start,
+        }
+        print(
+            f"{name:<38} {total:6.1%}  "
+            + "  ".join(f"{k} {v:.0%}" for k, v in sorted(per_category.items()))
+        )
+    path = write_json(
+        "preference_accuracy",
+        {"pairs": len(pairs), "scorers": rows, "default_weights": rewards.defaults.DEFAULT_WEIGHTS},
+    )
     print(f"wrote {path}")
 
 

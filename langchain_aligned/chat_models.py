@@ -10,6 +10,7 @@ reward; the :class:`~langchain_aligned.decoding.AlignmentStats` come back as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import queue
@@ -23,7 +24,7 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.callbacks.manager import dispatch_custom_event
+from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
@@ -38,7 +39,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from .decoding.base import Hooks, Result, Strategy
 from .decoding.generate import generate
@@ -226,9 +227,13 @@ class AlignedChatModel(BaseChatModel):
     _default_reward: Any = PrivateAttr(default=None)
     _reward_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
-    @model_validator(mode="after")
-    def _validate(self) -> AlignedChatModel:
-        # Bad values fail at construction, never at the first call.
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        # Bad values fail at construction (with this library's errors, which name the
+        # value), never at the first call.
+        self._validate()
+
+    def _validate(self) -> None:
         self._params(self.stop)
         if not isinstance(self.strategy, Strategy):
             raise InvalidInputError(
@@ -236,7 +241,9 @@ class AlignedChatModel(BaseChatModel):
                 "SpeculativeRejection(n=...), SpeculativeSampling(draft=...) or RewardShiftedSampling(...)"
             )
         if self.reward is not None and not callable(getattr(self.reward, "score", None)):
-            raise InvalidInputError(f"reward={self.reward!r} is not a reward scorer (it has no .score)")
+            raise InvalidInputError(
+                f"reward={self.reward!r} is not a reward scorer (it has no .score)"
+            )
         return self
 
     # ------------------------------------------------------------------ identity
@@ -253,7 +260,9 @@ class AlignedChatModel(BaseChatModel):
         if isinstance(name, str):
             return name
         if isinstance(self.model, tuple):
-            return str(getattr(self.model[0].config, "_name_or_path", "") or type(self.model[0]).__name__)
+            return str(
+                getattr(self.model[0].config, "_name_or_path", "") or type(self.model[0]).__name__
+            )
         return type(self.model).__name__
 
     @property
@@ -317,7 +326,11 @@ class AlignedChatModel(BaseChatModel):
         tool_choice = kwargs.pop("tool_choice", None)
         kwargs.pop("ls_structured_output_format", None)
         if tools and tool_choice not in (None, "auto", "none"):
-            target = "one of the tools" if tool_choice in ("any", "required", True) else f"the {tool_choice} tool"
+            target = (
+                "one of the tools"
+                if tool_choice in ("any", "required", True)
+                else f"the {tool_choice} tool"
+            )
             hf_messages = [
                 *hf_messages[:-1],
                 {
@@ -359,7 +372,9 @@ class AlignedChatModel(BaseChatModel):
         )
         return result
 
-    def _message_parts(self, result: Result, tools: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any], UsageMetadata]:
+    def _message_parts(
+        self, result: Result, tools: Any
+    ) -> tuple[str, list[dict[str, Any]], dict[str, Any], UsageMetadata]:
         text, tool_calls = _split_tool_calls(result.text) if tools else (result.text, [])
         alignment = result.stats.to_dict()
         metadata = {
@@ -411,7 +426,9 @@ class AlignedChatModel(BaseChatModel):
         hf_messages, tools, params = self._prepare(messages, stop, kwargs)
         hooks = Hooks(on_event=_event_sink(sync_manager), should_stop=stop_flag.is_set)
         context = contextvars.copy_context()
-        future = loop.run_in_executor(None, context.run, self._run, hf_messages, tools, params, hooks)
+        future = loop.run_in_executor(
+            None, context.run, self._run, hf_messages, tools, params, hooks
+        )
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -434,11 +451,16 @@ class AlignedChatModel(BaseChatModel):
         kwargs: dict[str, Any],
         put: Callable[[tuple[str, Any]], None],
         stop_flag: threading.Event,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         try:
             hf_messages, tools, params = self._prepare(messages, stop, kwargs)
             on_text = None if tools else (lambda _request, delta: put(("text", delta)))
-            hooks = Hooks(on_event=_guarded_dispatch, on_text=on_text, should_stop=stop_flag.is_set)
+            hooks = Hooks(
+                on_event=on_event or _guarded_dispatch,
+                on_text=on_text,
+                should_stop=stop_flag.is_set,
+            )
             result = self._run(hf_messages, tools, params, hooks)
             put(("done", (result, tools)))
         except BaseException as exc:  # re-raised in the consuming thread
@@ -507,9 +529,22 @@ class AlignedChatModel(BaseChatModel):
         def put(item: tuple[str, Any]) -> None:
             loop.call_soon_threadsafe(items.put_nowait, item)
 
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            # Async handlers (astream_events) live on the event loop: dispatch there,
+            # in the run's context, and wait so events keep their order.
+            asyncio.run_coroutine_threadsafe(_aguarded_dispatch(name, data), loop).result()
+
         context = contextvars.copy_context()
         future = loop.run_in_executor(
-            None, context.run, self._stream_worker, messages, stop, dict(kwargs), put, stop_flag
+            None,
+            context.run,
+            self._stream_worker,
+            messages,
+            stop,
+            dict(kwargs),
+            put,
+            stop_flag,
+            on_event,
         )
         try:
             while True:
@@ -556,7 +591,9 @@ class AlignedChatModel(BaseChatModel):
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
 
-def _event_sink(run_manager: CallbackManagerForLLMRun | None) -> Callable[[str, dict[str, Any]], None]:
+def _event_sink(
+    run_manager: CallbackManagerForLLMRun | None,
+) -> Callable[[str, dict[str, Any]], None]:
     """Send strategy events to the run's handlers as custom events."""
     if run_manager is None:
         return _guarded_dispatch
@@ -576,10 +613,13 @@ def _event_sink(run_manager: CallbackManagerForLLMRun | None) -> Callable[[str, 
     return sink
 
 
+async def _aguarded_dispatch(name: str, data: dict[str, Any]) -> None:
+    with contextlib.suppress(RuntimeError):
+        await adispatch_custom_event(name, data)
+
+
 def _guarded_dispatch(name: str, data: dict[str, Any]) -> None:
     # Without a parent run (a direct .stream() call) LangChain has nowhere to send
     # custom events and raises; the event is then simply dropped.
-    try:
+    with contextlib.suppress(RuntimeError):
         dispatch_custom_event(name, data)
-    except RuntimeError:
-        pass

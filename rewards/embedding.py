@@ -76,7 +76,7 @@ class EmbeddingSimilarityScorer(RewardScorer):
         self.encoder = encoder
         self.batch_size = batch_size
         self.max_length = max_length
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._pair: tuple[Any, Any] | None = None
 
     @property
@@ -99,7 +99,8 @@ class EmbeddingSimilarityScorer(RewardScorer):
 
         model, tokenizer = self._encoder()
         chunks = []
-        with torch.inference_mode():
+        # Fast tokenizers keep padding/truncation state: one call at a time.
+        with self._lock, torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 batch = [t if t else " " for t in texts[start : start + self.batch_size]]
                 inputs = tokenizer(

@@ -9,7 +9,7 @@ from typing import Any
 
 from .base import Conversation, InvalidScorerConfig, RewardScorer
 
-__all__ = ["JSONSchemaScorer", "extract_json", "complete_json_prefix"]
+__all__ = ["JSONSchemaScorer", "complete_json_prefix", "extract_json"]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.DOTALL)
 
@@ -43,12 +43,11 @@ def complete_json_prefix(prefix: str) -> str | None:
             in_string = True
         elif char in "{[":
             stack.append("}" if char == "{" else "]")
-        elif char in "}]":
-            if not stack or stack.pop() != char:
-                return None
+        elif char in "}]" and (not stack or stack.pop() != char):
+            return None
     text = prefix + ('"' if in_string else "")
     text = re.sub(r"[,:]\s*$", "", text.rstrip())
-    if text.rstrip().endswith(":"):
+    if text.rstrip().endswith(":"):  # pragma: no cover - removed by the regex above
         text += " null"
     candidate = text + "".join(reversed(stack))
     for attempt in (candidate, re.sub(r',\s*"[^"]*"\s*(?=[}\]]*$)', "", candidate)):

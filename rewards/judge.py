@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Conversation, InvalidScorerConfig, RewardScorer, last_user_text
 from ._causal import CausalLMMixin
+from .base import Conversation, InvalidScorerConfig, RewardScorer, last_user_text
 
 __all__ = ["LLMJudgeScorer"]
 

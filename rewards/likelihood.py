@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Conversation, InvalidScorerConfig, RewardScorer, conversation_to_messages
 from ._causal import CausalLMMixin
+from .base import Conversation, InvalidScorerConfig, RewardScorer, conversation_to_messages
 
 __all__ = ["LikelihoodScorer"]
 

@@ -54,7 +54,7 @@ class RewardModelScorer(RewardScorer):
         self.max_length = max_length
         self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
         self.load_kwargs = load_kwargs
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._loaded: tuple[Any, Any, int] | None = None
 
     @property
@@ -118,17 +118,31 @@ class RewardModelScorer(RewardScorer):
             return self._loaded
 
     def format(self, tokenizer: Any, conversation: Conversation, completion: str) -> str:
-        messages = conversation_to_messages(conversation) + [
-            {"role": "assistant", "content": completion}
+        messages = [
+            *conversation_to_messages(conversation),
+            {"role": "assistant", "content": completion},
         ]
         if getattr(tokenizer, "chat_template", None):
             return str(tokenizer.apply_chat_template(messages, tokenize=False))
         return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
 
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
-        import torch
 
         model, tokenizer, head = self._load()
+        # Fast tokenizers keep padding/truncation state: one call at a time.
+        with self._lock:
+            return self._score_locked(model, tokenizer, head, conversation, completions)
+
+    def _score_locked(
+        self,
+        model: Any,
+        tokenizer: Any,
+        head: int,
+        conversation: Conversation,
+        completions: list[str],
+    ) -> list[float]:
+        import torch
+
         limit = self.max_length or min(
             int(getattr(tokenizer, "model_max_length", 4096) or 4096), 4096
         )

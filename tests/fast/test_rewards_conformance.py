@@ -48,7 +48,8 @@ def _scorers():
         rewards.RewardModelScorer(tiny_reward_model()),
         rewards.LangChainJudgeScorer(_FakeChat()),
     ]
-    return base + [
+    return [
+        *base,
         rewards.WeightedScorer({base[0]: 0.1, base[1]: 1.0}, normalization="zscore"),
         rewards.CachedScorer(base[2]),
     ]

@@ -53,7 +53,7 @@ def test_judge_returns_probabilities_and_validates_config():
     assert all(0.0 <= s <= 1.0 for s in scores)
     with pytest.raises(rewards.InvalidScorerConfig, match="mode"):
         rewards.LLMJudgeScorer(mode="vibes")
-    with pytest.raises(rewards.InvalidScorerConfig, match="{answer}"):
+    with pytest.raises(rewards.InvalidScorerConfig, match=r"\{answer\}"):
         rewards.LLMJudgeScorer(template="{question} only")
 
 

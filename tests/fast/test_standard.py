@@ -114,4 +114,6 @@ class TestAlignedChatModelIntegration(ChatModelIntegrationTests):
 
     @pytest.mark.xfail(reason=RANDOM_MODEL)
     def test_unicode_tool_call_integration(self, model, *, tool_choice=None, force_tool_call=True):
-        super().test_unicode_tool_call_integration(model, tool_choice=tool_choice, force_tool_call=force_tool_call)
+        super().test_unicode_tool_call_integration(
+            model, tool_choice=tool_choice, force_tool_call=force_tool_call
+        )

@@ -19,7 +19,11 @@ def test_default_scorer_prefers_the_better_answer_in_80_percent_of_pairs():
 
 def test_embedded_scorers_handle_partial_and_empty_text():
     texts = ["Paris is the capital of", "", "The capital of France is Paris."]
-    for scorer in (rewards.EmbeddingSimilarityScorer(), rewards.LikelihoodScorer(), rewards.LLMJudgeScorer()):
+    for scorer in (
+        rewards.EmbeddingSimilarityScorer(),
+        rewards.LikelihoodScorer(),
+        rewards.LLMJudgeScorer(),
+    ):
         scores = scorer.score("What is the capital of France?", texts)
         assert len(scores) == 3
     similarity = rewards.EmbeddingSimilarityScorer().score("What is the capital of France?", texts)

@@ -1,0 +1,133 @@
+"""``AlignmentMiddleware``: Best-of-n for every model call of a LangChain agent.
+
+Works with any chat model (API or local): each model call of a
+``langchain.agents.create_agent`` agent is made ``n`` times, every candidate reply is
+scored by a ``RewardScorer`` (text plus its tool calls, written as ``<tool_call>``
+JSON so ``rewards.ToolCallScorer`` can judge them), and the best reply is kept. The
+statistics go to the reply's ``response_metadata["alignment"]`` and the same custom
+events as the chat model (``aligned.scored``, ``aligned.done``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langchain.agents.middleware import AgentMiddleware
+from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
+from langchain_core.messages import AIMessage, BaseMessage
+
+from .decoding.base import EVENT_DONE, EVENT_SCORED, AlignmentStats, score_texts
+from .errors import InvalidInputError
+
+__all__ = ["AlignmentMiddleware", "render_reply"]
+
+
+def render_reply(message: BaseMessage) -> str:
+    """A reply's text with its tool calls appended as ``<tool_call>`` JSON blocks."""
+    text = message.text if hasattr(message, "text") else str(message.content)
+    calls = getattr(message, "tool_calls", None) or []
+    blocks = [
+        "<tool_call>"
+        + json.dumps({"name": c["name"], "arguments": c.get("args", {})})
+        + "</tool_call>"
+        for c in calls
+    ]
+    return "\n".join(p for p in (text, *blocks) if p)
+
+
+def _conversation(request: Any) -> list[dict[str, Any]]:
+    messages = []
+    system = getattr(request, "system_message", None)
+    if system is not None:
+        messages.append({"role": "system", "content": str(system.content)})
+    roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+    for message in request.messages:
+        messages.append({"role": roles.get(message.type, "user"), "content": render_reply(message)})
+    return messages
+
+
+def _with_seed(request: Any, offset: int) -> Any:
+    # A seeded AlignedChatModel would return the same reply n times: give each
+    # candidate its own seed.
+    model = request.model
+    seed = getattr(model, "seed", None)
+    if offset == 0 or seed is None or not hasattr(model, "model_copy"):
+        return request
+    return request.override(model=model.model_copy(update={"seed": seed + offset}))
+
+
+def _guarded(name: str, data: dict[str, Any]) -> None:
+    with contextlib.suppress(RuntimeError):
+        dispatch_custom_event(name, data)
+
+
+class AlignmentMiddleware(AgentMiddleware):
+    """Draw ``n`` replies per model call, score them, keep the best."""
+
+    def __init__(self, reward: Any, n: int = 4) -> None:
+        super().__init__()
+        if reward is None or not callable(getattr(reward, "score", None)):
+            raise InvalidInputError(
+                f"AlignmentMiddleware(reward={reward!r}) needs a reward scorer with .score"
+            )
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidInputError(f"AlignmentMiddleware(n={n!r}): n must be an integer ≥ 1")
+        self.reward = reward
+        self.n = n
+
+    def _pick(
+        self, request: Any, responses: list[Any], stats: AlignmentStats
+    ) -> tuple[Any, dict[str, Any]]:
+        replies = [self._message(r) for r in responses]
+        scores = score_texts(
+            self.reward, _conversation(request), [render_reply(m) for m in replies], stats
+        )
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        stats.reward = scores[best]
+        stats.candidate_rewards = scores
+        message = replies[best]
+        stats.tokens_returned = int(
+            (getattr(message, "usage_metadata", None) or {}).get("output_tokens", 0)
+        )
+        message.response_metadata = {**message.response_metadata, "alignment": stats.to_dict()}
+        return responses[best], {"rewards": scores, "partial": False, "round": None, "request": 0}
+
+    @staticmethod
+    def _message(response: Any) -> AIMessage:
+        if isinstance(response, AIMessage):
+            return response
+        for message in getattr(response, "result", []):
+            if isinstance(message, AIMessage):
+                return message
+        raise InvalidInputError(f"model call returned no AIMessage: {response!r:.80}")
+
+    def wrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
+        stats = AlignmentStats(strategy="middleware_best_of_n", num_candidates=self.n)
+        start = time.perf_counter()
+        responses = [handler(_with_seed(request, i)) for i in range(self.n)]
+        stats.generation_seconds = time.perf_counter() - start
+        best, scored = self._pick(request, responses, stats)
+        _guarded(EVENT_SCORED, scored)
+        _guarded(EVENT_DONE, {"request": 0, "stats": stats.to_dict()})
+        return best
+
+    async def awrap_model_call(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+        stats = AlignmentStats(strategy="middleware_best_of_n", num_candidates=self.n)
+        start = time.perf_counter()
+        responses = list(
+            await asyncio.gather(*(handler(_with_seed(request, i)) for i in range(self.n)))
+        )
+        stats.generation_seconds = time.perf_counter() - start
+        best, scored = await asyncio.to_thread(self._pick, request, responses, stats)
+        for name, data in (
+            (EVENT_SCORED, scored),
+            (EVENT_DONE, {"request": 0, "stats": stats.to_dict()}),
+        ):
+            with contextlib.suppress(RuntimeError):
+                await adispatch_custom_event(name, data)
+        return best

@@ -1,0 +1,72 @@
+"""AlignmentMiddleware picks the best of n replies of any chat model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+import rewards
+from langchain_aligned import AlignmentMiddleware
+from langchain_aligned.errors import InvalidInputError
+
+LENGTH = rewards.FunctionScorer(lambda c, texts: [float(len(t)) for t in texts], name="length")
+
+
+def _fake():
+    replies = [
+        AIMessage(content="bad"),
+        AIMessage(content="the best answer here"),
+        AIMessage(content="ok"),
+    ]
+    return GenericFakeChatModel(messages=iter(replies))
+
+
+def test_sync_picks_highest_reward():
+    agent = create_agent(_fake(), [], middleware=[AlignmentMiddleware(reward=LENGTH, n=3)])
+    last = agent.invoke({"messages": [("user", "hi")]})["messages"][-1]
+    assert last.content == "the best answer here"
+    assert last.response_metadata["alignment"]["candidate_rewards"] == [3.0, 20.0, 2.0]
+
+
+def test_async_picks_highest_reward():
+    agent = create_agent(_fake(), [], middleware=[AlignmentMiddleware(reward=LENGTH, n=3)])
+    last = asyncio.run(agent.ainvoke({"messages": [("user", "hi")]}))["messages"][-1]
+    assert last.content == "the best answer here"
+
+
+def test_tool_call_validity_decides():
+    from rewards.tool_call import ToolCallScorer
+
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}},
+                "required": ["a"],
+            },
+        },
+    }
+    replies = [
+        AIMessage(content="I think it is 3"),
+        AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 1}, "id": "x"}]),
+    ]
+    middleware = AlignmentMiddleware(reward=ToolCallScorer([tool]), n=2)
+    responses = [type("R", (), {"result": [m]})() for m in replies]
+    from langchain_aligned.decoding.base import AlignmentStats
+
+    request = type("Req", (), {"messages": [], "system_message": None})()
+    best, _ = middleware._pick(request, responses, AlignmentStats(strategy="x"))
+    assert best.result[0].tool_calls[0]["name"] == "add"
+
+
+def test_bad_config():
+    with pytest.raises(InvalidInputError, match="n=0"):
+        AlignmentMiddleware(reward=LENGTH, n=0)
+    with pytest.raises(InvalidInputError, match="reward"):
+        AlignmentMiddleware(reward=None)
