@@ -82,6 +82,20 @@ def normalize_tool(tool: Any) -> dict[str, Any]:
             raise InvalidScorerConfig(
                 f"tool {tool!r:.80} has no name (an OpenAI function dict or a titled JSON schema)"
             )
+    elif isinstance(getattr(tool, "name", None), str) and hasattr(tool, "args_schema"):
+        # A LangChain tool (duck-typed: this package never imports LangChain).
+        schema_source = getattr(tool, "tool_call_schema", None) or tool.args_schema
+        if hasattr(schema_source, "model_json_schema"):
+            parameters = schema_source.model_json_schema()
+        elif isinstance(schema_source, Mapping):
+            parameters = dict(schema_source)
+        else:
+            parameters = {"type": "object", "properties": dict(getattr(tool, "args", {}) or {})}
+        function = {
+            "name": tool.name,
+            "description": getattr(tool, "description", ""),
+            "parameters": parameters,
+        }
     elif isinstance(tool, type) and hasattr(tool, "model_json_schema"):
         schema = tool.model_json_schema()
         function = {

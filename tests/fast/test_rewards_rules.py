@@ -106,3 +106,12 @@ def test_langchain_judge_parses_ratings():
     assert parse_rating("no idea", 10) is None
     with pytest.raises(rewards.InvalidScorerConfig):
         rewards.LangChainJudgeScorer(object())
+
+
+def test_tool_call_scorer_accepts_langchain_style_tools_by_duck_typing():
+    fake_tool = type(
+        "FakeTool", (), {"name": "person", "description": "A person", "args_schema": Person}
+    )()
+    scorer = rewards.ToolCallScorer([fake_tool])
+    good = '<tool_call>{"name": "person", "arguments": {"name": "Ann", "age": 3}}</tool_call>'
+    assert scorer.score("q", [good]) == [1.0]

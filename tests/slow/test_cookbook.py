@@ -6,7 +6,7 @@ in well under three minutes on a 2-core CPU.
 
 from __future__ import annotations
 
-import os
+import json
 import sys
 from pathlib import Path
 
@@ -30,14 +30,26 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert not cell.get("outputs"), f"{path.name}: outputs must be stripped in git"
+    # The kernel must be this interpreter (the venv), not whatever `python` is on PATH:
+    # write a kernel spec that names it explicitly.
+    spec_dir = tmp_path / "kernels" / "langchain-aligned-test"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "langchain-aligned tests",
+                "language": "python",
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     client = NotebookClient(
         notebook,
         timeout=300,
-        kernel_name="python3",
+        kernel_name="langchain-aligned-test",
         resources={"metadata": {"path": str(COOKBOOK)}},
     )
-    # The kernel must be this interpreter (the venv), not a system Python.
-    os.environ.setdefault("JUPYTER_PATH", str(Path(sys.prefix) / "share" / "jupyter"))
     client.execute()
     errors = [
         output

@@ -1,0 +1,60 @@
+"""Every strategy on the embedded SmolLM2-135M-Instruct (slow tier)."""
+
+from __future__ import annotations
+
+import rewards
+from langchain_aligned import (
+    BestOfN,
+    PromptSteeredDraft,
+    RewardShiftedSampling,
+    Sampling,
+    SpeculativeRejection,
+    SpeculativeSampling,
+    generate,
+)
+
+MODEL = "smollm2-135m-instruct"
+QUESTIONS = ["Give me one tip for sleeping better.", "How can I save money on groceries?"]
+
+
+def test_speculative_rejection_decodes_fewer_tokens_than_best_of_n_on_smollm2():
+    reward = rewards.LikelihoodScorer(MODEL)
+    kwargs = dict(reward=reward, seed=0, max_new_tokens=32, dtype="float32")
+    bon = generate(MODEL, QUESTIONS, strategy=BestOfN(n=4), **kwargs)
+    spr = generate(
+        MODEL,
+        QUESTIONS,
+        strategy=SpeculativeRejection(n=4, rejection_rate=0.5, decision_tokens=8),
+        **kwargs,
+    )
+    assert sum(r.stats.tokens_generated for r in spr) < sum(r.stats.tokens_generated for r in bon)
+    for result in spr:
+        assert result.stats.prefill_passes == 1 and result.stats.rounds
+        assert result.stats.reward == max(result.stats.candidate_rewards)
+        assert result.text
+
+
+def test_greedy_speculative_sampling_equals_greedy_decoding_on_smollm2():
+    kwargs = dict(temperature=0, max_new_tokens=24, dtype="float32")
+    plain = generate(MODEL, QUESTIONS, strategy=Sampling(), **kwargs)
+    steered = SpeculativeSampling(
+        draft=PromptSteeredDraft("Answer in one short sentence."), num_draft_tokens=4
+    )
+    spec = generate(MODEL, QUESTIONS, strategy=steered, **kwargs)
+    assert [r.token_ids for r in spec] == [r.token_ids for r in plain]
+    assert 0 < spec[0].stats.acceptance_rate <= 1
+
+
+def test_reward_shifted_sampling_runs_with_prompt_steered_drafts():
+    sss = RewardShiftedSampling(
+        draft=PromptSteeredDraft("You are warm, kind and positive."), num_draft_tokens=4
+    )
+    (result,) = generate(
+        MODEL, "Describe a rainy day.", strategy=sss, seed=1, max_new_tokens=24, dtype="float32"
+    )
+    stats = result.stats
+    assert result.text and stats.draft_tokens_proposed > 0
+    assert 0 <= stats.acceptance_rate <= 1
+    assert (
+        stats.target_forward_passes < 1 + len(result.token_ids) + 1
+    )  # fewer target passes than tokens
