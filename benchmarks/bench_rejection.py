@@ -1,0 +1,192 @@
+"""Speculative Rejection against Best-of-N on one engine (the paper's metrics).
+
+Same engine, same prompts (``benchmarks/prompts.py``), same seed per prompt, same reward
+(the embedded ``rewards.default_scorer()``), embedded SmolLM2-135M-Instruct. For every
+method and prompt the score is the reward of the returned reply. Definitions follow Sun
+et al. (NeurIPS 2024):
+
+* **improvement score** — per prompt, (score − max_ref) / (max_ref − min_ref) where
+  max_ref / min_ref are the highest and lowest candidate rewards of the reference
+  Best-of-N (the largest n in the run); reported as 100·(1 + mean), so the reference
+  scores 100;
+* **relative compute** — Σ wall time of the method ÷ Σ wall time of the reference (one
+  device for every method here, so no GPU-count factor); the ratio of tokens decoded
+  is reported beside it;
+* **speedup** — for a Speculative Rejection point (x_s, y_s), log-compute is interpolated
+  linearly in score between the two Best-of-N points around y_s; speedup = x_BoN(y_s)/x_s
+  (a lower bound "≥" when y_s is above every Best-of-N point).
+
+    python -m benchmarks.bench_rejection            # n ∈ {8,16,32,64}, α ∈ {0.3,0.5,0.7}
+    python -m benchmarks.bench_rejection --quick    # 20 prompts, n ∈ {8,16}, α = 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import time
+
+from tqdm import tqdm
+
+import rewards
+from benchmarks.common import plot_path, write_json
+from benchmarks.prompts import PROMPTS
+from langchain_aligned import BestOfN, SpeculativeRejection, generate
+from langchain_aligned.models import load_model
+
+MODEL = "smollm2-135m-instruct"
+
+
+def run_method(strategy, prompts, reward, max_new_tokens):
+    rows = []
+    for index, prompt in enumerate(prompts):
+        start = time.perf_counter()
+        (result,) = generate(
+            MODEL,
+            prompt,
+            strategy=strategy,
+            reward=reward,
+            seed=index,
+            max_new_tokens=max_new_tokens,
+            temperature=0.8,
+        )
+        stats = result.stats
+        rows.append(
+            {
+                "seconds": time.perf_counter() - start,
+                "score": stats.reward,
+                "candidate_rewards": stats.candidate_rewards,
+                "tokens": stats.tokens_generated,
+                "peak_cache_slots": stats.peak_cache_slots,
+                "reward_calls": stats.reward_calls,
+                "rounds": len(stats.rounds),
+            }
+        )
+    return rows
+
+
+def interpolate_speedup(point, bon_points):
+    """x_BoN(y_s) / x_s with log-compute linear in score between bracketing BoN points."""
+    x_s, y_s = point
+    ordered = sorted(bon_points, key=lambda p: p[1])
+    for (x1, y1), (x2, y2) in itertools.pairwise(ordered):
+        if y1 <= y_s <= y2 and y2 > y1:
+            log_x = math.log(x1) + (y_s - y1) / (y2 - y1) * (math.log(x2) - math.log(x1))
+            return math.exp(log_x) / x_s, "interpolated"
+    if y_s > ordered[-1][1]:
+        return ordered[-1][0] / x_s, "lower bound"
+    return ordered[0][0] / x_s, "upper bound"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--prompts", type=int, default=len(PROMPTS))
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--n", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--alpha", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    parser.add_argument("--decision-tokens", type=int, default=16)
+    args = parser.parse_args()
+    if args.quick:
+        args.prompts, args.n, args.alpha, args.max_new_tokens = 20, [8, 16], [0.5], 48
+    prompts = PROMPTS[: args.prompts]
+    load_model(MODEL)  # loading is excluded from compute, as in the paper
+    reward = rewards.default_scorer()
+    reward.score(prompts[0], ["warm-up"])
+    methods = {f"BoN n={n}": BestOfN(n=n) for n in args.n}
+    for n in args.n:
+        for alpha in args.alpha:
+            methods[f"SpR n={n} α={alpha}"] = SpeculativeRejection(
+                n=n, rejection_rate=alpha, decision_tokens=args.decision_tokens
+            )
+    results = {}
+    for name, strategy in tqdm(methods.items(), desc="methods"):
+        results[name] = run_method(strategy, prompts, reward, args.max_new_tokens)
+    reference = f"BoN n={max(args.n)}"
+    ref_rows = results[reference]
+    ref_time = sum(r["seconds"] for r in ref_rows)
+    ref_tokens = sum(r["tokens"] for r in ref_rows)
+    summary = {}
+    for name, rows in results.items():
+        improvements = []
+        for row, ref in zip(rows, ref_rows, strict=True):
+            spread = max(ref["candidate_rewards"]) - min(ref["candidate_rewards"])
+            improvements.append(
+                (row["score"] - max(ref["candidate_rewards"])) / spread if spread > 0 else 0.0
+            )
+        summary[name] = {
+            "improvement_score": 100 * (1 + sum(improvements) / len(improvements)),
+            "mean_reward": sum(r["score"] for r in rows) / len(rows),
+            "relative_compute": sum(r["seconds"] for r in rows) / ref_time,
+            "relative_tokens": sum(r["tokens"] for r in rows) / ref_tokens,
+            "tokens_decoded": sum(r["tokens"] for r in rows),
+            "peak_cache_slots": max(r["peak_cache_slots"] for r in rows),
+            "reward_calls": sum(r["reward_calls"] for r in rows),
+            "seconds": sum(r["seconds"] for r in rows),
+        }
+    bon_points = [
+        (summary[f"BoN n={n}"]["relative_compute"], summary[f"BoN n={n}"]["improvement_score"])
+        for n in args.n
+    ]
+    for name, entry in summary.items():
+        if name.startswith("SpR"):
+            speedup, kind = interpolate_speedup(
+                (entry["relative_compute"], entry["improvement_score"]), bon_points
+            )
+            entry["speedup"], entry["speedup_kind"] = speedup, kind
+    for name, entry in summary.items():
+        extra = (
+            f", speedup {entry['speedup']:.2f}x ({entry['speedup_kind']})"
+            if "speedup" in entry
+            else ""
+        )
+        print(
+            f"{name:<18} improvement {entry['improvement_score']:6.1f}  compute {entry['relative_compute']:.2f}  "
+            f"tokens {entry['relative_tokens']:.2f}  peak slots {entry['peak_cache_slots']}{extra}"
+        )
+    path = write_json(
+        "rejection",
+        {
+            "model": MODEL,
+            "reward": reward.name,
+            "prompts": len(prompts),
+            "max_new_tokens": args.max_new_tokens,
+            "decision_tokens": args.decision_tokens,
+            "reference": reference,
+            "summary": summary,
+            "per_prompt": results,
+        },
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    xs = [summary[f"BoN n={n}"]["relative_compute"] for n in args.n]
+    ys = [summary[f"BoN n={n}"]["improvement_score"] for n in args.n]
+    ax.plot(xs, ys, "o-", color="gray", label="Best-of-N")
+    for n, x, y in zip(args.n, xs, ys, strict=True):
+        ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    for alpha in args.alpha:
+        pts = [
+            (
+                summary[f"SpR n={n} α={alpha}"]["relative_compute"],
+                summary[f"SpR n={n} α={alpha}"]["improvement_score"],
+            )
+            for n in args.n
+        ]
+        ax.plot(*zip(*pts, strict=True), "s--", label=f"Speculative Rejection α={alpha}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"relative compute (wall time ÷ {reference})")
+    ax.set_ylabel("improvement score (reference = 100)")
+    ax.set_title(f"SmolLM2-135M, {len(prompts)} prompts, reward: default scorer")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(plot_path("rejection"), dpi=120)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Structured output and tool-call validity by strategy on the embedded SmolLM2.
+
+30 prompts ask for a tool call (two tools bound) and 30 ask for a JSON object of a
+given schema. For each strategy the share of replies with a valid tool call (parses,
+known tool, arguments validate) and with a valid object is reported. The reward-based
+strategies use the chat model's defaults: ``rewards.ToolCallScorer`` joins the reward
+when tools are bound, and ``rewards.JSONSchemaScorer`` is the reward for the JSON task.
+
+    python -m benchmarks.bench_structured [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from langchain_core.tools import tool
+
+import rewards
+from benchmarks.common import write_json
+from langchain_aligned import AlignedChatModel, BestOfN, Sampling, SpeculativeRejection
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Get the current weather for a city."""
+    return "sunny"
+
+
+TOOL_PROMPTS = [
+    f"What is {a} plus {b}? Use the add tool."
+    for a, b in zip(range(3, 18), range(40, 55), strict=True)
+] + [
+    f"What is the weather in {c}? Use the get_weather tool."
+    for c in [
+        "Paris",
+        "Tokyo",
+        "Lima",
+        "Oslo",
+        "Cairo",
+        "Delhi",
+        "Rome",
+        "Quito",
+        "Seoul",
+        "Perth",
+        "Dakar",
+        "Hanoi",
+        "Bern",
+        "Riga",
+        "Sofia",
+    ]
+]
+PERSON = {
+    "title": "Person",
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+JSON_PROMPTS = [
+    f'Reply only with a JSON object {{"name": string, "age": integer}} describing {who}.'
+    for who in [
+        "a 30-year-old named Ann",
+        "a child called Tom aged 7",
+        "Maria, 45",
+        "an old man named Bob, 80",
+        "Li, 22",
+        "Sara who is 35",
+        "Omar aged 51",
+        "Eva, 19",
+        "Noah aged 3",
+        "Ivy, 60",
+        "Leo who is 28",
+        "Mia aged 12",
+        "Raj, 40",
+        "Zoe aged 33",
+        "Ken, 70",
+        "Ada aged 36",
+        "Max, 9",
+        "Uma aged 55",
+        "Jon, 24",
+        "Kim aged 47",
+        "Pia, 31",
+        "Ali aged 18",
+        "Eli, 65",
+        "Fay aged 29",
+        "Gus, 58",
+        "Hal aged 42",
+        "Ida, 26",
+        "Jay aged 38",
+        "Kai, 15",
+        "Lou aged 72",
+    ]
+]
+
+
+def json_valid(text: str) -> bool:
+    return rewards.JSONSchemaScorer(PERSON).score("q", [text])[0] == 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="n=4 candidates, 40 new tokens (30 prompts each)"
+    )
+    args = parser.parse_args()
+    n, max_tokens = (4, 40) if args.quick else (8, 64)
+    strategies = {
+        "Sampling": Sampling(),
+        f"BestOfN n={n}": BestOfN(n=n),
+        f"SpeculativeRejection n={n}": SpeculativeRejection(
+            n=n, rejection_rate=0.5, decision_tokens=12
+        ),
+    }
+    scorer = rewards.ToolCallScorer([add, get_weather])
+    results = {}
+    for name, strategy in strategies.items():
+        model = AlignedChatModel(strategy=strategy, max_tokens=max_tokens, seed=0, temperature=0.8)
+        bound = model.bind_tools([add, get_weather])
+        valid_calls = 0
+        for prompt in TOOL_PROMPTS:
+            message = bound.invoke(prompt)
+            calls = "".join(
+                "<tool_call>"
+                + json.dumps({"name": c["name"], "arguments": c["args"]})
+                + "</tool_call>"
+                for c in message.tool_calls
+            )
+            valid_calls += scorer.score(prompt, [calls])[0] == 1.0
+        json_model = AlignedChatModel(
+            strategy=strategy,
+            max_tokens=max_tokens,
+            seed=0,
+            temperature=0.8,
+            reward=rewards.JSONSchemaScorer(PERSON),
+        )
+        valid_objects = sum(json_valid(str(json_model.invoke(p).content)) for p in JSON_PROMPTS)
+        results[name] = {
+            "valid_tool_call_rate": valid_calls / len(TOOL_PROMPTS),
+            "valid_object_rate": valid_objects / len(JSON_PROMPTS),
+        }
+        print(
+            f"{name:<28} valid tool calls {results[name]['valid_tool_call_rate']:.0%}   valid objects {results[name]['valid_object_rate']:.0%}"
+        )
+    path = write_json(
+        "structured",
+        {
+            "model": "smollm2-135m-instruct",
+            "n": n,
+            "max_tokens": max_tokens,
+            "tool_prompts": len(TOOL_PROMPTS),
+            "json_prompts": len(JSON_PROMPTS),
+            "results": results,
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
