@@ -8,9 +8,6 @@ metadata, usage, stop, callbacks, serialisation) must pass.
 
 from __future__ import annotations
 
-import functools
-import tempfile
-
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
@@ -22,16 +19,6 @@ from langchain_aligned import AlignedChatModel, BestOfN
 PARAMS = {"model": tiny_pair(0), "strategy": BestOfN(n=2), "reward": CountingScorer(), "seed": 0}
 
 RANDOM_MODEL = "a random tiny model cannot produce meaningful text, tool calls or JSON"
-
-
-@functools.cache
-def _override_folder() -> str:
-    """A second tiny model saved to a folder: a string ``model=`` override to test."""
-    folder = tempfile.mkdtemp(prefix="aligned-tiny-override-")
-    model, tokenizer = tiny_pair(1)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 class TestAlignedChatModelUnit(ChatModelUnitTests):
@@ -81,18 +68,6 @@ class TestAlignedChatModelIntegration(ChatModelIntegrationTests):
     def supports_image_inputs(self):
         return False
 
-    @property
-    def supports_json_mode(self):
-        return True
-
-    @property
-    def supports_model_override(self):
-        return True
-
-    @property
-    def model_override_value(self):
-        return _override_folder()
-
     # --- tests a random tiny model cannot pass (they need a model that follows
     # instructions); the same tests run on SmolLM2 in tests/slow/test_standard_embedded.py.
     @pytest.mark.xfail(reason=RANDOM_MODEL)
@@ -132,10 +107,6 @@ class TestAlignedChatModelIntegration(ChatModelIntegrationTests):
     @pytest.mark.xfail(reason=RANDOM_MODEL)
     def test_structured_output_optional_param(self, model):
         super().test_structured_output_optional_param(model)
-
-    @pytest.mark.xfail(reason=RANDOM_MODEL)
-    def test_json_mode(self, model):
-        super().test_json_mode(model)
 
     @pytest.mark.xfail(reason=RANDOM_MODEL)
     def test_agent_loop(self, model):

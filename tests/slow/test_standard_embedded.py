@@ -45,10 +45,6 @@ class TestSmolLM2Integration(ChatModelIntegrationTests):
     def supports_image_inputs(self):
         return False
 
-    @property
-    def supports_json_mode(self):
-        return True
-
     @pytest.mark.xfail(reason=SMALL_MODEL)
     def test_tool_calling(self, model):
         super().test_tool_calling(model)
@@ -86,10 +82,6 @@ class TestSmolLM2Integration(ChatModelIntegrationTests):
     @pytest.mark.xfail(reason=SMALL_MODEL)
     def test_structured_output_optional_param(self, model):
         super().test_structured_output_optional_param(model)
-
-    @pytest.mark.xfail(reason=SMALL_MODEL)
-    def test_json_mode(self, model):
-        super().test_json_mode(model)
 
     @pytest.mark.xfail(reason=SMALL_MODEL)
     def test_agent_loop(self, model):
