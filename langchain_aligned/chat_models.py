@@ -391,6 +391,16 @@ class AlignedChatModel(BaseChatModel):
         )
         return text, tool_calls, metadata, usage
 
+    def _chat_result(self, result: Result, tools: Any) -> ChatResult:
+        text, tool_calls, metadata, usage = self._message_parts(result, tools)
+        message = AIMessage(
+            content=text, tool_calls=tool_calls, response_metadata=metadata, usage_metadata=usage
+        )
+        return ChatResult(
+            generations=[ChatGeneration(message=message, generation_info=dict(metadata))],
+            llm_output={"model_name": self.model_name, "alignment": metadata["alignment"]},
+        )
+
     # ------------------------------------------------------------------ generate
     def _generate(
         self,
@@ -402,14 +412,7 @@ class AlignedChatModel(BaseChatModel):
         hf_messages, tools, params = self._prepare(messages, stop, kwargs)
         hooks = Hooks(on_event=_event_sink(run_manager))
         result = self._run(hf_messages, tools, params, hooks)
-        text, tool_calls, metadata, usage = self._message_parts(result, tools)
-        message = AIMessage(
-            content=text, tool_calls=tool_calls, response_metadata=metadata, usage_metadata=usage
-        )
-        return ChatResult(
-            generations=[ChatGeneration(message=message, generation_info=dict(metadata))],
-            llm_output={"model_name": self.model_name, "alignment": metadata["alignment"]},
-        )
+        return self._chat_result(result, tools)
 
     async def _agenerate(
         self,
@@ -434,14 +437,7 @@ class AlignedChatModel(BaseChatModel):
         except asyncio.CancelledError:
             stop_flag.set()
             raise
-        text, tool_calls, metadata, usage = self._message_parts(result, tools)
-        message = AIMessage(
-            content=text, tool_calls=tool_calls, response_metadata=metadata, usage_metadata=usage
-        )
-        return ChatResult(
-            generations=[ChatGeneration(message=message, generation_info=dict(metadata))],
-            llm_output={"model_name": self.model_name, "alignment": metadata["alignment"]},
-        )
+        return self._chat_result(result, tools)
 
     # ------------------------------------------------------------------ stream
     def _stream_worker(

@@ -66,8 +66,6 @@ class RewardModelScorer(RewardScorer):
         with self._lock:
             if self._loaded is not None:
                 return self._loaded
-            import torch
-
             from langchain_aligned.models import resolve_device, resolve_dtype
 
             if isinstance(self.source, tuple):
@@ -113,7 +111,6 @@ class RewardModelScorer(RewardScorer):
             tokenizer.truncation_side = "left"
             if getattr(model.config, "pad_token_id", None) is None:
                 model.config.pad_token_id = tokenizer.pad_token_id
-            del torch
             self._loaded = (model, tokenizer, head)
             return self._loaded
 

@@ -44,6 +44,7 @@ __all__ = [
     "RoundStats",
     "Strategy",
     "new_seed",
+    "score_replies",
     "score_texts",
 ]
 
@@ -277,6 +278,17 @@ def score_texts(
                 f"Reward scorer {name} returned {value} for completion {index}; scores must be finite"
             )
     return values
+
+
+def score_replies(reward: Any, requests: Sequence[Request], results: Sequence[Result]) -> None:
+    """Score the one reply of each request (strategies without candidates to rank)."""
+    if reward is None:
+        return
+    for request, result in zip(requests, results, strict=True):
+        (result.stats.reward,) = score_texts(
+            reward, request.conversation, [result.text], result.stats
+        )
+        result.stats.candidate_rewards = [result.stats.reward]
 
 
 class Strategy(ABC):

@@ -135,7 +135,6 @@ class DecodingEngine:
         self.device = handle.device
         self.vocab_size = handle.vocab_size
         self.eos_ids = frozenset(handle.eos_token_ids)
-        self._eos_tensor = torch.tensor(sorted(self.eos_ids) or [-1], dtype=torch.long)
         self.pad_id = handle.pad_token_id
         self.lock = threading.RLock()
         """Serialises forward passes of concurrent requests on one model (optional)."""

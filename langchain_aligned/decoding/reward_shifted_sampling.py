@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import InvalidInputError
-from .base import Hooks, Request, Result, Strategy, score_texts
+from .base import Hooks, Request, Result, Strategy, score_replies
 from .drafts import PromptSteeredDraft, bind_draft
 from .engine import DecodingEngine
 from .speculative_sampling import _check_gamma, run_speculative, speculative_accept
@@ -186,10 +186,5 @@ class RewardShiftedSampling(Strategy):
             hooks or Hooks(),
             draft_bonus_position=True,
         )
-        if reward is not None:
-            for request, result in zip(requests, results, strict=True):
-                (result.stats.reward,) = score_texts(
-                    reward, request.conversation, [result.text], result.stats
-                )
-                result.stats.candidate_rewards = [result.stats.reward]
+        score_replies(reward, requests, results)
         return results

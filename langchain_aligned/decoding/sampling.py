@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .base import AlignmentStats, Hooks, Request, Result, Strategy
+from .base import AlignmentStats, Hooks, Request, Result, Strategy, score_replies
 from .engine import Candidate, DecodeCancelled, DecodeState, DecodingEngine, EngineCounters
 from .params import SamplingParams
 from .text import StopMatcher, TextStream
@@ -23,7 +23,6 @@ def decode_candidates(
     engine: DecodingEngine,
     state: DecodeState,
     params: SamplingParams,
-    counters: EngineCounters,
     hooks: Hooks,
     *,
     stream: bool = False,
@@ -34,7 +33,6 @@ def decode_candidates(
     (everything a candidate already holds comes out in its first delta). Returns the
     candidates in the order they finished.
     """
-    del counters  # the state carries its own counters
     streams = (
         {id(c): TextStream(engine.tokenizer, params.stop) for c in state.candidates}
         if stream and hooks.on_text is not None
@@ -83,7 +81,7 @@ class Sampling(Strategy):
             groups.setdefault(requests[candidate.request].params, []).append(candidate)
         for params, group in groups.items():
             state = engine.prefill(group, counters=counters)
-            decode_candidates(engine, state, params, counters, hooks, stream=hooks.streaming)
+            decode_candidates(engine, state, params, hooks, stream=hooks.streaming)
         elapsed = time.perf_counter() - start
         results = []
         for request, candidate in zip(requests, candidates, strict=True):
@@ -98,12 +96,6 @@ class Sampling(Strategy):
             )
             # Forward passes are shared by the whole batch; each request reports them.
             stats.add_counters(counters)
-            if reward is not None:
-                from .base import score_texts
-
-                scores = score_texts(reward, request.conversation, [candidate.text or ""], stats)
-                stats.reward = scores[0]
-                stats.candidate_rewards = scores
             results.append(
                 Result(
                     text=candidate.text or "",
@@ -112,4 +104,5 @@ class Sampling(Strategy):
                     stats=stats,
                 )
             )
+        score_replies(reward, requests, results)
         return results

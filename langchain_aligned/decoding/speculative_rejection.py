@@ -52,7 +52,7 @@ from .base import (
 from .best_of_n import _check_positive_int, _pool_of, _result
 from .engine import Candidate, DecodeCancelled, DecodingEngine, EngineCounters
 from .sampling import decode_candidates
-from .text import StopMatcher
+from .text import StopMatcher, decode
 
 __all__ = ["SpeculativeRejection"]
 
@@ -126,9 +126,7 @@ class SpeculativeRejection(Strategy):
             # it is the reply — decode it to the end (streaming it live if asked).
             if state.num_rows == 1 and not finished:
                 streamed_live = hooks.on_text is not None
-                finished.extend(
-                    decode_candidates(engine, state, params, counters, hooks, stream=True)
-                )
+                finished.extend(decode_candidates(engine, state, params, hooks, stream=True))
                 break
             # Step 2: decode the alive candidates up to the next decision point — when
             # the batch's KV cache would exceed the budget.
@@ -213,6 +211,4 @@ class SpeculativeRejection(Strategy):
 
 
 def _partial_text(engine: DecodingEngine, candidate: Candidate) -> str:
-    from .text import decode
-
     return decode(engine.tokenizer, candidate.token_ids)

@@ -36,7 +36,16 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import InvalidInputError
-from .base import EVENT_DONE, EVENT_VERIFY, AlignmentStats, Hooks, Request, Result, Strategy
+from .base import (
+    EVENT_DONE,
+    EVENT_VERIFY,
+    AlignmentStats,
+    Hooks,
+    Request,
+    Result,
+    Strategy,
+    score_replies,
+)
 from .drafts import BoundDraft, bind_draft
 from .engine import DecodeCancelled, DecodingEngine, EngineCounters
 from .params import draw_uniforms, sample_from
@@ -323,12 +332,5 @@ class SpeculativeSampling(Strategy):
             lambda p, q, refs: p,
             hooks or Hooks(),
         )
-        if reward is not None:
-            from .base import score_texts
-
-            for request, result in zip(requests, results, strict=True):
-                (result.stats.reward,) = score_texts(
-                    reward, request.conversation, [result.text], result.stats
-                )
-                result.stats.candidate_rewards = [result.stats.reward]
+        score_replies(reward, requests, results)
         return results
