@@ -2,9 +2,11 @@
 
 30 prompts ask for a tool call (two tools bound) and 30 ask for a JSON object of a
 given schema. For each strategy the share of replies with a valid tool call (parses,
-known tool, arguments validate) and with a valid object is reported. The reward-based
-strategies use the chat model's defaults: ``rewards.ToolCallScorer`` joins the reward
-when tools are bound, and ``rewards.JSONSchemaScorer`` is the reward for the JSON task.
+known tool, arguments validate) and with a valid object is reported. Everything goes
+through the chat model's public surface with its defaults: ``bind_tools`` (the base
+reward is ``rewards.default_scorer()``, joined by ``rewards.ToolCallScorer``) and
+``with_structured_output(schema, method="json_schema")`` (joined by
+``rewards.JSONSchemaScorer``).
 
     python -m benchmarks.bench_structured [--quick]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from langchain_core.tools import tool
 
@@ -99,8 +102,11 @@ JSON_PROMPTS = [
 ]
 
 
-def json_valid(text: str) -> bool:
-    return rewards.JSONSchemaScorer(PERSON).score("q", [text])[0] == 1.0
+def object_valid(out: dict) -> bool:
+    """The structured call parsed into a dict that validates against PERSON."""
+    if out["parsing_error"] is not None or not isinstance(out["parsed"], dict):
+        return False
+    return rewards.JSONSchemaScorer(PERSON).score("q", [json.dumps(out["parsed"])])[0] == 1.0
 
 
 def main() -> None:
@@ -123,6 +129,7 @@ def main() -> None:
         model = AlignedChatModel(strategy=strategy, max_tokens=max_tokens, seed=0, temperature=0.8)
         bound = model.bind_tools([add, get_weather])
         valid_calls = 0
+        start = time.perf_counter()
         for prompt in TOOL_PROMPTS:
             message = bound.invoke(prompt)
             calls = "".join(
@@ -132,25 +139,28 @@ def main() -> None:
                 for c in message.tool_calls
             )
             valid_calls += scorer.score(prompt, [calls])[0] == 1.0
-        json_model = AlignedChatModel(
-            strategy=strategy,
-            max_tokens=max_tokens,
-            seed=0,
-            temperature=0.8,
-            reward=rewards.JSONSchemaScorer(PERSON),
-        )
-        valid_objects = sum(json_valid(str(json_model.invoke(p).content)) for p in JSON_PROMPTS)
+        tool_seconds = time.perf_counter() - start
+        structured = model.with_structured_output(PERSON, method="json_schema", include_raw=True)
+        start = time.perf_counter()
+        valid_objects = sum(object_valid(structured.invoke(p)) for p in JSON_PROMPTS)
+        json_seconds = time.perf_counter() - start
         results[name] = {
             "valid_tool_call_rate": valid_calls / len(TOOL_PROMPTS),
             "valid_object_rate": valid_objects / len(JSON_PROMPTS),
+            "seconds_per_tool_prompt": tool_seconds / len(TOOL_PROMPTS),
+            "seconds_per_json_prompt": json_seconds / len(JSON_PROMPTS),
         }
         print(
-            f"{name:<28} valid tool calls {results[name]['valid_tool_call_rate']:.0%}   valid objects {results[name]['valid_object_rate']:.0%}"
+            f"{name:<28} valid tool calls {results[name]['valid_tool_call_rate']:.0%}   "
+            f"valid objects {results[name]['valid_object_rate']:.0%}   "
+            f"({tool_seconds / len(TOOL_PROMPTS):.1f} s / {json_seconds / len(JSON_PROMPTS):.1f} s per prompt)",
+            flush=True,
         )
     path = write_json(
         "structured",
         {
             "model": "smollm2-135m-instruct",
+            "temperature": 0.8,
             "n": n,
             "max_tokens": max_tokens,
             "tool_prompts": len(TOOL_PROMPTS),

@@ -4,27 +4,37 @@ decodes with an alignment strategy.
 The LangChain layer is thin: messages are converted to Hugging Face chat dicts and
 handed to :func:`langchain_aligned.decoding.generate` with the configured strategy and
 reward; the :class:`~langchain_aligned.decoding.AlignmentStats` come back as
-``response_metadata["alignment"]`` and as custom callback events.
+``response_metadata["alignment"]`` and as custom callback events (see
+:mod:`langchain_aligned.callbacks` for the event names).
+
+``model_provider`` in the metadata is ``"langchain_aligned"``: the replies come from
+this library's decoding strategies, not from a Hugging Face pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import json
 import queue
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any, Literal
 
 from langchain_core.callbacks import (
+    AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
     CallbackManager,
     CallbackManagerForLLMRun,
 )
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
@@ -36,30 +46,56 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.output_parsers.openai_tools import (
+    JsonOutputKeyToolsParser,
+    PydanticToolsParser,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableLambda,
+    RunnableMap,
+    RunnablePassthrough,
+    ensure_config,
+)
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+
+from rewards.tool_call import parse_tool_calls
 
 from .decoding.base import Hooks, Result, Strategy
 from .decoding.generate import generate
 from .decoding.params import SamplingParams
+from .decoding.speculative_rejection import SpeculativeRejection
 from .errors import InvalidInputError
 from .models.embedded import DEFAULT_CHAT_MODEL
 
 __all__ = ["AlignedChatModel", "to_hf_messages"]
 
 PROVIDER = "langchain_aligned"
+"""``response_metadata["model_provider"]`` of every reply."""
+
+
+_EVENT_TIMEOUT = 30.0
+
+_RUN: contextvars.ContextVar[tuple[uuid.UUID, RunnableConfig] | None] = contextvars.ContextVar(
+    "aligned_run", default=None
+)
+"""The run id and config of the call in progress. LangChain calls ``_stream`` /
+``_astream`` without a run manager; ``invoke``/``stream`` (and their async twins) give
+the call a run id and set this variable so custom events still reach the call's own
+run — its handlers and ``astream_events`` — even for a model used on its own."""
 
 
 def _default_strategy() -> Strategy:
-    from .decoding.speculative_rejection import SpeculativeRejection
-
     # Suits the embedded 135M model on a CPU: 8 candidates, half rejected per round,
     # first decision after 24 tokens.
     return SpeculativeRejection(n=8, rejection_rate=0.5, decision_tokens=24)
 
 
+# --------------------------------------------------------------------------- messages
 def _text_content(message: BaseMessage, index: int) -> str:
     content = message.content
     if isinstance(content, str):
@@ -88,6 +124,10 @@ def _text_content(message: BaseMessage, index: int) -> str:
 def to_hf_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """Convert LangChain messages to Hugging Face chat-format dicts.
 
+    ``SystemMessage`` → system, ``HumanMessage`` → user, ``AIMessage`` → assistant
+    (tool calls as HF ``tool_calls``), ``ToolMessage`` → tool (with ``tool_call_id`` and
+    the name of the tool it answers).
+
     Raises:
         InvalidInputError: empty list, unsupported content blocks or roles, or a tool
             message answering no earlier tool call (names the message).
@@ -95,7 +135,7 @@ def to_hf_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     if not messages:
         raise InvalidInputError("messages is empty; pass at least one message to answer")
     out: list[dict[str, Any]] = []
-    call_ids: set[str] = set()
+    call_names: dict[str, str] = {}
     for index, message in enumerate(messages):
         text = _text_content(message, index)
         if isinstance(message, SystemMessage):
@@ -113,10 +153,10 @@ def to_hf_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
                     }
                     for n, call in enumerate(message.tool_calls)
                 ]
-                call_ids.update(c["id"] for c in item["tool_calls"])
+                call_names.update((c["id"], c["function"]["name"]) for c in item["tool_calls"])
             out.append(item)
         elif isinstance(message, ToolMessage):
-            if message.tool_call_id not in call_ids:
+            if message.tool_call_id not in call_names:
                 raise InvalidInputError(
                     f"message {index} is a ToolMessage for tool_call_id={message.tool_call_id!r}, "
                     "but no earlier AIMessage made that tool call"
@@ -126,7 +166,7 @@ def to_hf_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
                     "role": "tool",
                     "content": text,
                     "tool_call_id": message.tool_call_id,
-                    "name": message.name or "",
+                    "name": message.name or call_names[message.tool_call_id],
                 }
             )
         elif isinstance(message, ChatMessage) and message.role in ("system", "user", "assistant"):
@@ -139,30 +179,136 @@ def to_hf_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     return out
 
 
+_TOOL_BLOCK = re.compile(r"<tool_call>.*?(</tool_call>|$)", re.DOTALL)
+
+
 def _split_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """Reply text without ``<tool_call>`` blocks, and LangChain tool calls parsed from it."""
-    import re
-
-    from rewards.tool_call import parse_tool_calls
-
+    """Reply text without ``<tool_call>`` blocks, and LangChain tool calls parsed from it
+    (each with a fresh ``call_…`` id). Broken calls are left in the text."""
     calls = []
     for call in parse_tool_calls(text):
         if call.get("error") or not call.get("name"):
             continue
+        arguments = call.get("arguments")
         calls.append(
             {
                 "name": call["name"],
-                "args": call.get("arguments") or {},
+                "args": arguments if isinstance(arguments, dict) else {},
                 "id": f"call_{uuid.uuid4().hex[:24]}",
                 "type": "tool_call",
             }
         )
     if not calls:
         return text, []
-    cleaned = re.sub(r"<tool_call>.*?(</tool_call>|$)", "", text, flags=re.DOTALL).strip()
+    cleaned = _TOOL_BLOCK.sub("", text).strip()
     if cleaned.startswith("{") and '"name"' in cleaned:
-        cleaned = ""
+        cleaned = ""  # a bare JSON call without the tags
     return cleaned, calls
+
+
+# --------------------------------------------------------------------------- JSON output
+def _json_instructions(schema: Mapping[str, Any] | None) -> str:
+    if not schema:
+        return "Reply with a single JSON object and nothing else: no prose, no code fences."
+    properties = schema.get("properties") or {}
+    keys = ", ".join(
+        f'"{key}" ({spec.get("type", "value")}'
+        + (f": {spec['description']}" if spec.get("description") else "")
+        + ")"
+        for key, spec in properties.items()
+        if isinstance(spec, Mapping)
+    )
+    return (
+        "Reply with a single JSON object and nothing else: no prose, no code fences.\n"
+        + (f"Its keys: {keys}.\n" if keys else "")
+        + "It must validate against this JSON schema:\n"
+        + json.dumps(schema, ensure_ascii=False)
+    )
+
+
+def _extract_json_object(text: str) -> Any:
+    """The first JSON object in ``text`` (inside a code fence or bare)."""
+    fenced = re.search(r"```(?:json)?\s*(.*?)(?:```|$)", text, re.DOTALL)
+    for body in ([fenced.group(1)] if fenced else []) + [text]:
+        start = body.find("{")
+        while start >= 0:
+            try:
+                value, _ = json.JSONDecoder().raw_decode(body[start:])
+            except json.JSONDecodeError:
+                start = body.find("{", start + 1)
+                continue
+            if isinstance(value, dict):
+                return value
+            start = body.find("{", start + 1)
+    raise OutputParserException(f"no JSON object in the reply: {text[:200]!r}", llm_output=text)
+
+
+def _json_parser(schema: Any) -> Runnable:
+    """Parse a reply's JSON object, validated into ``schema`` when it is a pydantic model."""
+    pydantic_cls = schema if isinstance(schema, type) and is_basemodel_subclass(schema) else None
+
+    def parse(message: BaseMessage) -> Any:
+        value = _extract_json_object(message.text if hasattr(message, "text") else str(message))
+        if pydantic_cls is None:
+            return value
+        if hasattr(pydantic_cls, "model_validate"):
+            return pydantic_cls.model_validate(value)
+        return pydantic_cls.parse_obj(value)  # pydantic.v1 models
+
+    return RunnableLambda(parse, name="AlignedJsonParser")
+
+
+class _FirstObjectScorer:
+    """Score what the structured-output parser will read: the reply's first JSON object
+    (prose after it is ignored, as the parser ignores it). Replies without a complete
+    object go to the inner scorer as they are, for its partial credit."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+
+    def score(self, conversation: Any, completions: Sequence[str]) -> list[float]:
+        texts = []
+        for text in completions:
+            try:
+                texts.append(json.dumps(_extract_json_object(text)))
+            except OutputParserException:
+                texts.append(text)
+        return list(self.inner.score(conversation, texts))
+
+
+# --------------------------------------------------------------------------- one call
+@dataclass
+class _Call:
+    """Everything one model call needs, prepared from messages and call kwargs."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    tool_choice: str | None
+    response_format: dict[str, Any] | None
+    params: SamplingParams
+    model: Any
+
+    @property
+    def stream_text(self) -> bool:
+        # With tools bound the reply may be a call: it arrives whole on the last chunk.
+        return not self.tools
+
+
+def _tool_name(tool: Mapping[str, Any]) -> str:
+    return str(tool.get("function", tool).get("name"))
+
+
+def _model_name(model: Any) -> str:
+    if isinstance(model, str):
+        return model
+    name = getattr(model, "name", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(model, tuple) and model:
+        config = getattr(model[0], "config", None)
+        return str(getattr(config, "_name_or_path", "") or type(model[0]).__name__)
+    return type(model).__name__
 
 
 class AlignedChatModel(BaseChatModel):
@@ -215,6 +361,11 @@ class AlignedChatModel(BaseChatModel):
     """Weight dtype: ``"auto"`` (bf16 where native, else fp32), ``"float32"``, ``"bfloat16"``, ``"float16"``."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra ``load_model`` options, e.g. ``{"device_map": "auto", "max_memory": ...}``."""
+    validity_weight: float = 10.0
+    """Weight of ``rewards.ToolCallScorer`` (tools bound) and ``rewards.JSONSchemaScorer``
+    (structured output) beside the base reward (weight 1) in reward-based strategies.
+    Scores are summed unnormalised, so keep it above the spread of the base reward
+    (the default reward spans a few units): a valid call or object then always wins."""
     timeout: float | None = None
     """Accepted for API compatibility; local decoding has no network timeout."""
     max_retries: int = 0
@@ -244,7 +395,14 @@ class AlignedChatModel(BaseChatModel):
             raise InvalidInputError(
                 f"reward={self.reward!r} is not a reward scorer (it has no .score)"
             )
-        return self
+        if not isinstance(self.validity_weight, int | float) or self.validity_weight < 0:
+            raise InvalidInputError(
+                f"validity_weight={self.validity_weight!r} must be a number ≥ 0"
+            )
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise InvalidInputError(f"seed={self.seed!r} must be an integer or None")
 
     # ------------------------------------------------------------------ identity
     @property
@@ -254,16 +412,7 @@ class AlignedChatModel(BaseChatModel):
     @property
     def model_name(self) -> str:
         """Name of the model as reported in metadata."""
-        if isinstance(self.model, str):
-            return self.model
-        name = getattr(self.model, "name", None)
-        if isinstance(name, str):
-            return name
-        if isinstance(self.model, tuple):
-            return str(
-                getattr(self.model[0].config, "_name_or_path", "") or type(self.model[0]).__name__
-            )
-        return type(self.model).__name__
+        return _model_name(self.model)
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -280,7 +429,8 @@ class AlignedChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = PROVIDER
-        params["ls_model_name"] = kwargs.get("model") or self.model_name
+        override = kwargs.get("model")
+        params["ls_model_name"] = _model_name(override) if override else self.model_name
         params["ls_model_type"] = "chat"
         params["ls_temperature"] = self.temperature
         params["ls_max_tokens"] = self.max_tokens
@@ -308,78 +458,93 @@ class AlignedChatModel(BaseChatModel):
                 self._default_reward = rewards.default_scorer()
             return self._default_reward
 
-    def _reward(self, tools: Sequence[Mapping[str, Any]] | None) -> Any:
+    def _reward(self, call: _Call) -> Any:
+        """The reward for one call: the base reward, joined by ``ToolCallScorer`` when
+        tools are bound and by ``JSONSchemaScorer`` when JSON output is requested."""
         if not self.strategy.needs_reward:
             return self.reward
         base = self._base_reward()
-        if not tools:
-            return base
+        extras: dict[Any, float] = {}
         import rewards
 
-        # Candidates whose tool calls parse and validate win: validity weighs more than
-        # the spread of the base reward.
-        return rewards.WeightedScorer({base: 1.0, rewards.ToolCallScorer(list(tools)): 10.0})
+        if call.tools:
+            forced = call.tool_choice is not None
+            tools = call.tools
+            if forced and call.tool_choice != "any":
+                tools = [t for t in call.tools if _tool_name(t) == call.tool_choice]
+            extras[rewards.ToolCallScorer(tools, require_call=forced)] = self.validity_weight
+        if call.response_format is not None:
+            schema = call.response_format.get("schema") or {"type": "object"}
+            extras[_FirstObjectScorer(rewards.JSONSchemaScorer(schema))] = self.validity_weight
+        if not extras:
+            return base
+        return rewards.WeightedScorer({base: 1.0, **extras})
 
-    def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]):
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> _Call:
         hf_messages = to_hf_messages(messages)
-        tools = kwargs.pop("tools", None)
-        tool_choice = kwargs.pop("tool_choice", None)
+        tools = kwargs.pop("tools", None) or None
+        tool_choice = _normalize_tool_choice(kwargs.pop("tool_choice", None))
+        response_format = kwargs.pop("response_format", None)
+        model = kwargs.pop("model", None) or self.model
         kwargs.pop("ls_structured_output_format", None)
-        if tools and tool_choice not in (None, "auto", "none"):
-            target = (
-                "one of the tools"
-                if tool_choice in ("any", "required", True)
-                else f"the {tool_choice} tool"
+        if tool_choice == "none" or not tools:
+            tools, tool_choice = None, None
+        elif tool_choice not in (None, "any") and tool_choice not in {_tool_name(t) for t in tools}:
+            raise InvalidInputError(
+                f"tool_choice={tool_choice!r} names no bound tool; bound: "
+                + ", ".join(_tool_name(t) for t in tools)
             )
-            hf_messages = [
-                *hf_messages[:-1],
-                {
-                    **hf_messages[-1],
-                    "content": hf_messages[-1]["content"] + f"\n\n(Answer by calling {target}.)",
-                }
-                if hf_messages[-1]["role"] == "user"
-                else hf_messages[-1],
-            ]
-        if tool_choice == "none":
-            tools = None
-        params = self._params(stop)
-        return hf_messages, tools, params
+        if tool_choice is not None:
+            target = "one of the tools" if tool_choice == "any" else f"the {tool_choice} tool"
+            hf_messages = _add_instruction(
+                hf_messages, f"Answer by calling {target}.", prefer_user=True
+            )
+        if response_format is not None:
+            hf_messages = _add_instruction(
+                hf_messages, _json_instructions(response_format.get("schema"))
+            )
+            hf_messages = _add_instruction(
+                hf_messages, "Reply with the JSON object only.", prefer_user=True
+            )
+        return _Call(
+            messages=hf_messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            params=self._params(stop),
+            model=model,
+        )
 
-    def _run(
-        self,
-        hf_messages: list[dict[str, Any]],
-        tools: Any,
-        params: SamplingParams,
-        hooks: Hooks,
-    ) -> Result:
+    def _run(self, call: _Call, hooks: Hooks) -> Result:
         load_kwargs = dict(self.model_kwargs)
         load_kwargs.setdefault("device", self.device)
         load_kwargs.setdefault("dtype", self.dtype)
         (result,) = generate(
-            self.model,
-            [hf_messages],
+            call.model,
+            [call.messages],
             strategy=self.strategy,
-            reward=self._reward(tools),
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            max_new_tokens=params.max_new_tokens,
-            stop=params.stop,
+            reward=self._reward(call),
+            temperature=call.params.temperature,
+            top_p=call.params.top_p,
+            top_k=call.params.top_k,
+            max_new_tokens=call.params.max_new_tokens,
+            stop=call.params.stop,
             seed=self.seed,
-            tools=tools,
+            tools=call.tools,
             hooks=hooks,
             **load_kwargs,
         )
         return result
 
     def _message_parts(
-        self, result: Result, tools: Any
+        self, result: Result, call: _Call
     ) -> tuple[str, list[dict[str, Any]], dict[str, Any], UsageMetadata]:
-        text, tool_calls = _split_tool_calls(result.text) if tools else (result.text, [])
-        alignment = result.stats.to_dict()
+        text, tool_calls = _split_tool_calls(result.text) if call.tools else (result.text, [])
         metadata = {
-            "alignment": alignment,
-            "model_name": self.model_name,
+            "alignment": result.stats.to_dict(),
+            "model_name": _model_name(call.model),
             "model_provider": PROVIDER,
             "finish_reason": "tool_calls" if tool_calls else result.finish_reason,
             "seed": result.stats.seed,
@@ -391,15 +556,136 @@ class AlignedChatModel(BaseChatModel):
         )
         return text, tool_calls, metadata, usage
 
-    def _chat_result(self, result: Result, tools: Any) -> ChatResult:
-        text, tool_calls, metadata, usage = self._message_parts(result, tools)
+    def _chat_result(self, result: Result, call: _Call) -> ChatResult:
+        text, tool_calls, metadata, usage = self._message_parts(result, call)
         message = AIMessage(
             content=text, tool_calls=tool_calls, response_metadata=metadata, usage_metadata=usage
         )
         return ChatResult(
             generations=[ChatGeneration(message=message, generation_info=dict(metadata))],
-            llm_output={"model_name": self.model_name, "alignment": metadata["alignment"]},
+            llm_output={"model_name": metadata["model_name"], "alignment": metadata["alignment"]},
         )
+
+    # ------------------------------------------------------------------ run handle
+    def _with_run(self, config: RunnableConfig | None) -> tuple[RunnableConfig, Any]:
+        config = ensure_config(config)
+        run_id = config.get("run_id") or uuid.uuid4()
+        config = {**config, "run_id": run_id}
+        return config, (run_id, config)
+
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        config, handle = self._with_run(config)
+        token = _RUN.set(handle)
+        try:
+            return super().invoke(input, config, stop=stop, **kwargs)
+        finally:
+            _RUN.reset(token)
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        config, handle = self._with_run(config)
+        token = _RUN.set(handle)
+        try:
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        finally:
+            _RUN.reset(token)
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config, handle = self._with_run(config)
+        inner = super().stream(input, config, stop=stop, **kwargs)
+        try:
+            while True:
+                # Set only while the inner generator runs, never while the consumer does.
+                token = _RUN.set(handle)
+                try:
+                    chunk = next(inner)
+                except StopIteration:
+                    return
+                finally:
+                    _RUN.reset(token)
+                yield chunk
+        finally:
+            inner.close()
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, handle = self._with_run(config)
+        inner = super().astream(input, config, stop=stop, **kwargs)
+        try:
+            while True:
+                token = _RUN.set(handle)
+                try:
+                    chunk = await inner.__anext__()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _RUN.reset(token)
+                yield chunk
+        finally:
+            await inner.aclose()
+
+    def _run_sink(self) -> Callable[[str, dict[str, Any]], None]:
+        """Event sink for ``_stream`` (no run manager): the current call's run."""
+        handle = _RUN.get()
+        if handle is None:
+            return _guarded_dispatch
+        run_id, config = handle
+        manager = CallbackManager.configure(
+            inheritable_callbacks=config.get("callbacks"),
+            local_callbacks=self.callbacks,
+            verbose=self.verbose,
+            inheritable_tags=config.get("tags"),
+            local_tags=self.tags,
+            inheritable_metadata=config.get("metadata"),
+            local_metadata=self.metadata,
+        )
+
+        def sink(name: str, data: dict[str, Any]) -> None:
+            manager.on_custom_event(name, data, run_id=run_id)
+
+        return sink
+
+    def _arun_manager(self) -> tuple[AsyncCallbackManager, uuid.UUID] | None:
+        handle = _RUN.get()
+        if handle is None:
+            return None
+        run_id, config = handle
+        manager = AsyncCallbackManager.configure(
+            inheritable_callbacks=config.get("callbacks"),
+            local_callbacks=self.callbacks,
+            verbose=self.verbose,
+            inheritable_tags=config.get("tags"),
+            local_tags=self.tags,
+            inheritable_metadata=config.get("metadata"),
+            local_metadata=self.metadata,
+        )
+        return manager, run_id
 
     # ------------------------------------------------------------------ generate
     def _generate(
@@ -409,10 +695,9 @@ class AlignedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        hf_messages, tools, params = self._prepare(messages, stop, kwargs)
-        hooks = Hooks(on_event=_event_sink(run_manager))
-        result = self._run(hf_messages, tools, params, hooks)
-        return self._chat_result(result, tools)
+        call = self._prepare(messages, stop, kwargs)
+        result = self._run(call, Hooks(on_event=_event_sink(run_manager)))
+        return self._chat_result(result, call)
 
     async def _agenerate(
         self,
@@ -423,51 +708,44 @@ class AlignedChatModel(BaseChatModel):
     ) -> ChatResult:
         # Decoding runs in a worker thread so the event loop stays free; cancelling the
         # task sets a flag the decoder polls between forward passes.
-        stop_flag = threading.Event()
+        call = self._prepare(messages, stop, kwargs)
         loop = asyncio.get_running_loop()
-        sync_manager = run_manager.get_sync() if run_manager is not None else None
-        hf_messages, tools, params = self._prepare(messages, stop, kwargs)
-        hooks = Hooks(on_event=_event_sink(sync_manager), should_stop=stop_flag.is_set)
-        context = contextvars.copy_context()
-        future = loop.run_in_executor(
-            None, context.run, self._run, hf_messages, tools, params, hooks
+        stop_flag = threading.Event()
+        hooks = Hooks(
+            on_event=_async_event_sink(run_manager, loop, stop_flag),
+            should_stop=stop_flag.is_set,
         )
+        context = contextvars.copy_context()
+        future = loop.run_in_executor(None, context.run, self._run, call, hooks)
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError:
             stop_flag.set()
+            future.add_done_callback(_swallow)
             raise
-        return self._chat_result(result, tools)
+        return self._chat_result(result, call)
 
     # ------------------------------------------------------------------ stream
     def _stream_worker(
         self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        kwargs: dict[str, Any],
+        call: _Call,
         put: Callable[[tuple[str, Any]], None],
         stop_flag: threading.Event,
-        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_event: Callable[[str, dict[str, Any]], None],
     ) -> None:
         try:
-            hf_messages, tools, params = self._prepare(messages, stop, kwargs)
-            on_text = None if tools else (lambda _request, delta: put(("text", delta)))
-            hooks = Hooks(
-                on_event=on_event or _guarded_dispatch,
-                on_text=on_text,
-                should_stop=stop_flag.is_set,
-            )
-            result = self._run(hf_messages, tools, params, hooks)
-            put(("done", (result, tools)))
+            on_text = (lambda _request, delta: put(("text", delta))) if call.stream_text else None
+            hooks = Hooks(on_event=on_event, on_text=on_text, should_stop=stop_flag.is_set)
+            put(("done", self._run(call, hooks)))
         except BaseException as exc:  # re-raised in the consuming thread
             put(("error", exc))
 
-    def _final_chunk(self, result: Result, tools: Any) -> ChatGenerationChunk:
-        text, tool_calls, metadata, usage = self._message_parts(result, tools)
-        # Floats and lists (rewards, timings) go on this one chunk only: LangChain sums
-        # ints across chunks but refuses to merge two different floats.
+    def _final_chunk(self, result: Result, call: _Call) -> ChatGenerationChunk:
+        text, tool_calls, metadata, usage = self._message_parts(result, call)
+        # Floats and lists (rewards, timings) and input_tokens go on this one chunk only:
+        # LangChain sums ints across chunks but refuses to merge two different floats.
         chunk = AIMessageChunk(
-            content=text if tools else "",
+            content="" if call.stream_text else text,
             response_metadata=metadata,
             usage_metadata=usage,
             tool_call_chunks=[
@@ -485,13 +763,21 @@ class AlignedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        call = self._prepare(messages, stop, kwargs)
         items: queue.Queue[tuple[str, Any]] = queue.Queue()
         stop_flag = threading.Event()
         context = contextvars.copy_context()
         worker = threading.Thread(
             target=context.run,
-            args=(self._stream_worker, messages, stop, dict(kwargs), items.put, stop_flag),
+            args=(
+                self._stream_worker,
+                call,
+                items.put,
+                stop_flag,
+                _event_sink(run_manager) if run_manager is not None else self._run_sink(),
+            ),
             daemon=True,
+            name="aligned-stream",
         )
         worker.start()
         try:
@@ -505,7 +791,7 @@ class AlignedChatModel(BaseChatModel):
                 elif kind == "error":
                     raise value
                 else:
-                    yield self._final_chunk(*value)
+                    yield self._final_chunk(value, call)
                     return
         finally:
             # A consumer that stops early (break, exception) stops the decoder too.
@@ -518,29 +804,24 @@ class AlignedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        call = self._prepare(messages, stop, kwargs)
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop_flag = threading.Event()
 
         def put(item: tuple[str, Any]) -> None:
-            loop.call_soon_threadsafe(items.put_nowait, item)
-
-        def on_event(name: str, data: dict[str, Any]) -> None:
-            # Async handlers (astream_events) live on the event loop: dispatch there,
-            # in the run's context, and wait so events keep their order.
-            asyncio.run_coroutine_threadsafe(_aguarded_dispatch(name, data), loop).result()
+            with contextlib.suppress(RuntimeError):  # the loop closed after a cancel
+                loop.call_soon_threadsafe(items.put_nowait, item)
 
         context = contextvars.copy_context()
         future = loop.run_in_executor(
             None,
             context.run,
             self._stream_worker,
-            messages,
-            stop,
-            dict(kwargs),
+            call,
             put,
             stop_flag,
-            on_event,
+            _async_event_sink(run_manager, loop, stop_flag, self._arun_manager()),
         )
         try:
             while True:
@@ -553,40 +834,159 @@ class AlignedChatModel(BaseChatModel):
                 elif kind == "error":
                     raise value
                 else:
-                    yield self._final_chunk(*value)
+                    yield self._final_chunk(value, call)
                     break
         finally:
             # Cancellation or an early break: tell the decoder to stop promptly.
             stop_flag.set()
-            del future
+            future.add_done_callback(_swallow)
 
     # ------------------------------------------------------------------ tools
     def bind_tools(
         self,
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | Any],
         *,
-        tool_choice: str | bool | None = None,
+        tool_choice: str | bool | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools: they are rendered into the prompt and calls in the reply are
-        parsed into ``AIMessage.tool_calls``. With a reward-based strategy,
-        ``rewards.ToolCallScorer`` joins the reward so valid calls win."""
+        """Bind tools: they are rendered into the prompt (through the chat template, or
+        a system block for templates without tool support) and calls in the reply are
+        parsed into ``AIMessage.tool_calls``.
+
+        ``tool_choice``: None/``"auto"`` (the model decides), ``"any"``/``"required"``/
+        ``True`` (must call a tool), a tool name (must call that tool) or ``"none"``.
+        A forced choice adds an instruction to the prompt and, with a reward-based
+        strategy, makes candidates without a valid call lose. With a reward-based
+        strategy ``rewards.ToolCallScorer`` joins the reward so valid calls win.
+        """
         formatted = []
         for index, tool in enumerate(tools):
+            label = getattr(tool, "name", None) or getattr(tool, "__name__", None)
+            if label is None and isinstance(tool, Mapping):
+                label = tool.get("function", tool).get("name") or tool.get("title")
             try:
                 formatted.append(convert_to_openai_tool(tool))
             except Exception as exc:
                 raise InvalidInputError(
-                    f"tool {index} ({getattr(tool, 'name', None) or getattr(tool, '__name__', repr(tool)[:40])}) "
-                    f"cannot be rendered as a function schema: {exc}"
+                    f"tool {index} ({label or repr(tool)[:40]}) cannot be rendered as a "
+                    f"function schema: {exc}"
                 ) from exc
-        if isinstance(tool_choice, dict):
-            tool_choice = tool_choice.get("function", {}).get("name") or "any"
-        if tool_choice is True:
-            tool_choice = "any"
-        return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+            try:
+                json.dumps(formatted[-1])
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(
+                    f"tool {index} ({label}) has a schema that is not JSON-serialisable: {exc}"
+                ) from exc
+        choice = _normalize_tool_choice(tool_choice)
+        names = {_tool_name(t) for t in formatted}
+        if choice not in (None, "any", "none") and choice not in names:
+            raise InvalidInputError(
+                f"tool_choice={choice!r} names no bound tool; bound: {', '.join(sorted(names))}"
+            )
+        return super().bind(tools=formatted, tool_choice=choice, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | Any]:
+        """Return replies parsed into ``schema`` (a pydantic model, TypedDict, JSON
+        schema or OpenAI tool dict).
+
+        ``method``:
+
+        * ``"json_schema"`` (default) — the system prompt asks for one JSON object valid
+          against the schema; with a reward-based strategy ``rewards.JSONSchemaScorer``
+          joins the reward so candidates that validate win;
+        * ``"function_calling"`` — the schema is bound as a tool the model must call;
+          ``rewards.ToolCallScorer`` joins the reward;
+        * ``"json_mode"`` — any JSON object (``schema`` optional, used to parse).
+
+        ``include_raw=True`` returns ``{"raw", "parsed", "parsing_error"}``.
+        """
+        if kwargs:
+            raise ValueError(f"Received unsupported arguments {kwargs}")
+        del strict  # validation happens through the reward and the parser
+        if method not in ("json_schema", "function_calling", "json_mode"):
+            raise ValueError(
+                f"method={method!r}: use 'json_schema', 'function_calling' or 'json_mode'"
+            )
+        if schema is None and method != "json_mode":
+            raise ValueError(f"method={method!r} needs a schema")
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        ls_format = {"kwargs": {"method": method}, "schema": schema}
+        if method == "function_calling":
+            tool = convert_to_openai_tool(schema)
+            name = tool["function"]["name"]
+            llm = self.bind_tools([schema], tool_choice=name, ls_structured_output_format=ls_format)
+            parser: Runnable = (
+                PydanticToolsParser(tools=[schema], first_tool_only=True)
+                if is_pydantic
+                else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+            )
+        else:
+            # json_mode with a schema still shows and rewards the schema: it only makes
+            # a valid object more likely.
+            json_schema = {"type": "object"} if schema is None else convert_to_json_schema(schema)
+            response_format = {"type": method, "schema": json_schema}
+            bind_kwargs: dict[str, Any] = {"response_format": response_format}
+            if schema is not None:
+                bind_kwargs["ls_structured_output_format"] = ls_format
+            llm = self.bind(**bind_kwargs)
+            parser = _json_parser(schema)
+        if not include_raw:
+            return llm | parser
+        parser_assign = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        )
+        parser_none = RunnablePassthrough.assign(parsed=lambda _: None)
+        with_fallback = parser_assign.with_fallbacks([parser_none], exception_key="parsing_error")
+        return RunnableMap(raw=llm) | with_fallback
 
 
+def _normalize_tool_choice(choice: Any) -> str | None:
+    if choice in (None, "auto", False):
+        return None
+    if choice in (True, "required", "any"):
+        return "any"
+    if isinstance(choice, Mapping):
+        name = choice.get("function", {}).get("name") or choice.get("name")
+        return str(name) if name else "any"
+    if isinstance(choice, str):
+        return choice
+    raise InvalidInputError(
+        f"tool_choice={choice!r}: use None, 'auto', 'any', 'required', 'none' or a tool name"
+    )
+
+
+def _add_instruction(
+    messages: list[dict[str, Any]], text: str, *, prefer_user: bool = False
+) -> list[dict[str, Any]]:
+    """Add an instruction: to the final user message (``prefer_user``, when the
+    conversation ends with one), else to the system message (created when absent)."""
+    if prefer_user and messages and messages[-1]["role"] == "user":
+        last = dict(messages[-1])
+        last["content"] = f"{last['content']}\n\n{text}" if last["content"] else text
+        return [*messages[:-1], last]
+    if messages and messages[0]["role"] == "system":
+        first = dict(messages[0])
+        first["content"] = f"{first['content']}\n\n{text}" if first["content"] else text
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
+
+
+def _swallow(future: asyncio.Future[Any]) -> None:
+    """Retrieve a cancelled worker's outcome so asyncio does not log it."""
+    if not future.cancelled():
+        with contextlib.suppress(BaseException):
+            future.result()
+
+
+# --------------------------------------------------------------------------- events
 def _event_sink(
     run_manager: CallbackManagerForLLMRun | None,
 ) -> Callable[[str, dict[str, Any]], None]:
@@ -605,6 +1005,56 @@ def _event_sink(
 
     def sink(name: str, data: dict[str, Any]) -> None:
         manager.on_custom_event(name, data, run_id=run_manager.run_id)
+
+    return sink
+
+
+def _async_event_sink(
+    run_manager: AsyncCallbackManagerForLLMRun | None,
+    loop: asyncio.AbstractEventLoop,
+    stop_flag: threading.Event,
+    fallback: tuple[AsyncCallbackManager, uuid.UUID] | None = None,
+) -> Callable[[str, dict[str, Any]], None]:
+    """A sink the decoding thread calls: async handlers (``astream_events``) live on the
+    event loop, so the event is dispatched there and awaited, keeping events in order.
+    Once the call is cancelled, events are dropped instead of waiting on the loop."""
+    manager, run_id = fallback if fallback is not None else (None, None)
+    if run_manager is not None:
+        run_id = run_manager.run_id
+        manager = AsyncCallbackManager(
+            handlers=run_manager.handlers,
+            inheritable_handlers=run_manager.inheritable_handlers,
+            parent_run_id=run_manager.parent_run_id,
+            tags=run_manager.tags,
+            inheritable_tags=run_manager.inheritable_tags,
+            metadata=run_manager.metadata,
+            inheritable_metadata=run_manager.inheritable_metadata,
+        )
+
+    async def dispatch(name: str, data: dict[str, Any]) -> None:
+        if manager is None or run_id is None:
+            await _aguarded_dispatch(name, data)
+        else:
+            await manager.on_custom_event(name, data, run_id=run_id)
+
+    def sink(name: str, data: dict[str, Any]) -> None:
+        if stop_flag.is_set() or loop.is_closed():
+            return
+        try:
+            future = asyncio.run_coroutine_threadsafe(dispatch(name, data), loop)
+        except RuntimeError:  # the loop stopped
+            return
+        # A cancelled call must never wait on a loop that may be gone.
+        deadline = _EVENT_TIMEOUT
+        while not stop_flag.is_set():
+            try:
+                future.result(timeout=min(deadline, 0.1))
+                return
+            except concurrent.futures.TimeoutError:
+                deadline -= 0.1
+                if deadline <= 0:
+                    break
+        future.cancel()
 
     return sink
 

@@ -67,9 +67,20 @@ def _guarded(name: str, data: dict[str, Any]) -> None:
 
 
 class AlignmentMiddleware(AgentMiddleware):
-    """Draw ``n`` replies per model call, score them, keep the best."""
+    """Draw ``n`` replies per model call, score them, keep the best.
 
-    def __init__(self, reward: Any, n: int = 4) -> None:
+    Args:
+        reward: a ``rewards.RewardScorer`` (anything with ``score(conversation,
+            completions)``); it sees each reply's text with its tool calls appended as
+            ``<tool_call>`` JSON blocks.
+        n: replies drawn per model call (sequentially with ``invoke``, concurrently
+            with ``ainvoke``). A seeded ``AlignedChatModel`` gets seed, seed+1, ….
+        tool_validity_weight: when the agent has tools, ``rewards.ToolCallScorer``
+            (a call is optional) joins the reward with this weight, so replies whose
+            calls parse and validate win; 0 turns it off.
+    """
+
+    def __init__(self, reward: Any, n: int = 4, *, tool_validity_weight: float = 10.0) -> None:
         super().__init__()
         if reward is None or not callable(getattr(reward, "score", None)):
             raise InvalidInputError(
@@ -77,23 +88,45 @@ class AlignmentMiddleware(AgentMiddleware):
             )
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidInputError(f"AlignmentMiddleware(n={n!r}): n must be an integer ≥ 1")
+        if not isinstance(tool_validity_weight, int | float) or tool_validity_weight < 0:
+            raise InvalidInputError(
+                f"AlignmentMiddleware(tool_validity_weight={tool_validity_weight!r}) must be ≥ 0"
+            )
         self.reward = reward
         self.n = n
+        self.tool_validity_weight = float(tool_validity_weight)
+
+    def _reward_for(self, request: Any) -> Any:
+        tools = list(getattr(request, "tools", None) or [])
+        if not tools or self.tool_validity_weight == 0:
+            return self.reward
+        import rewards
+
+        try:
+            validity = rewards.ToolCallScorer(tools, require_call=False)
+        except rewards.InvalidScorerConfig:  # a tool it cannot read (e.g. a provider built-in)
+            return self.reward
+        return rewards.WeightedScorer({self.reward: 1.0, validity: self.tool_validity_weight})
 
     def _pick(
         self, request: Any, responses: list[Any], stats: AlignmentStats
     ) -> tuple[Any, dict[str, Any]]:
         replies = [self._message(r) for r in responses]
-        scores = score_texts(
-            self.reward, _conversation(request), [render_reply(m) for m in replies], stats
-        )
+        texts = [render_reply(m) for m in replies]
+        scores = score_texts(self._reward_for(request), _conversation(request), texts, stats)
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
         stats.reward = scores[best]
         stats.candidate_rewards = scores
         message = replies[best]
-        stats.tokens_returned = int(
-            (getattr(message, "usage_metadata", None) or {}).get("output_tokens", 0)
-        )
+        usages = [getattr(m, "usage_metadata", None) or {} for m in replies]
+        stats.tokens_returned = int(usages[best].get("output_tokens", 0))
+        stats.tokens_generated = sum(int(u.get("output_tokens", 0)) for u in usages)
+        stats.prompt_tokens = int(usages[best].get("input_tokens", 0))
+        if len(replies) > 1 and len(set(texts)) == 1:
+            stats.note = (
+                f"all {len(replies)} replies were identical (a deterministic model, e.g. "
+                "temperature=0?): best-of-n had nothing to choose from"
+            )
         message.response_metadata = {**message.response_metadata, "alignment": stats.to_dict()}
         return responses[best], {"rewards": scores, "partial": False, "round": None, "request": 0}
 

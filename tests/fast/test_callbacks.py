@@ -32,3 +32,24 @@ def test_summary_aggregates_calls_rewards_and_rounds():
     )
     assert summary["events"].get("aligned.done") == 2
     assert summary["acceptance_rate"] is None
+
+
+def test_stream_path_reaches_the_handler_and_tokens_saved_is_consistent():
+    handler = AlignmentStatsHandler()
+    model = AlignedChatModel(
+        model=tiny_pair(0),
+        strategy=SpeculativeRejection(n=4, decision_tokens=2),
+        reward=CountingScorer(),
+        max_tokens=16,
+        seed=2,
+    )
+    chunks = list(model.stream("hello world", config={"callbacks": [handler]}))
+    alignment = chunks[-1].response_metadata["alignment"]
+    summary = handler.summary()
+    assert summary["calls"] == 1 and summary["events"]["aligned.done"] == 1
+    assert summary["events"]["aligned.round"] == len(alignment["rounds"])
+    expected = max(
+        alignment["num_candidates"] * alignment["tokens_returned"] - alignment["tokens_generated"],
+        0,
+    )
+    assert summary["tokens_saved_vs_best_of_n"] == expected

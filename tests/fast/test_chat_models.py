@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
+import time
+from typing import Any, TypedDict
 
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
+from pydantic import BaseModel
 from scorers import CountingScorer
 from tiny import tiny_pair
 
 from langchain_aligned import AlignedChatModel, BestOfN, Sampling, SpeculativeRejection
+from langchain_aligned.decoding.base import (
+    EVENT_DONE,
+    AlignmentStats,
+    Result,
+    Strategy,
+    score_texts,
+)
+from langchain_aligned.decoding.engine import DecodeCancelled
 from langchain_aligned.errors import InvalidInputError
+
+generate_module = importlib.import_module("langchain_aligned.decoding.generate")
 
 PAIR = tiny_pair(0)
 
@@ -140,17 +154,6 @@ def test_threads_and_tasks_each_get_their_own_answer():
     assert [r.content for r in asyncio.run(run_tasks())] == expected
 
 
-def test_astream_cancellation_stops_promptly():
-    model = make(strategy=Sampling(), max_tokens=200, seed=0)
-
-    async def consume():
-        async for _chunk in model.astream("hello"):
-            break
-
-    asyncio.run(consume())  # returns without decoding 200 tokens first
-    assert model.invoke("hello").content is not None  # still usable
-
-
 def test_tools_reach_the_prompt_and_tool_histories_render():
     model = make(strategy=Sampling())
     bound = model.bind_tools([add], tool_choice="add")
@@ -193,3 +196,272 @@ def test_bad_input_is_named_and_model_stays_usable(messages, needle):
 def test_unrenderable_tool_is_named():
     with pytest.raises(InvalidInputError, match="tool 0"):
         make().bind_tools([object()])
+
+
+# ----------------------------------------------------------------------------------------
+# Scripted strategies: the decoding is real (the tiny model is loaded and the prompt is
+# rendered), but the candidate texts are fixed, so the LangChain plumbing — tool-call
+# parsing, structured output, reward composition — is checked on known text.
+class Scripted(Strategy):
+    """Returns the candidate with the best reward (the first one without a reward)."""
+
+    name = "scripted"
+
+    def __init__(self, *texts: str, needs_reward: bool = False) -> None:
+        self.texts = texts
+        self.needs_reward = needs_reward  # type: ignore[misc]
+
+    def run(self, engine, requests, *, reward=None, hooks=None):
+        results = []
+        for index, request in enumerate(requests):
+            stats = AlignmentStats(strategy=self.name, num_candidates=len(self.texts))
+            scores = (
+                score_texts(reward, request.conversation, self.texts, stats)
+                if reward is not None and self.needs_reward
+                else [0.0] * len(self.texts)
+            )
+            best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            text = self.texts[best]
+            stats.reward, stats.candidate_rewards = scores[best], scores
+            stats.prompt_tokens = len(request.prompt_ids)
+            stats.tokens_returned = len(text.split())
+            if hooks is not None:
+                if hooks.on_text is not None:
+                    for word in text.split(" "):
+                        hooks.on_text(index, word + " ")
+                hooks.event(EVENT_DONE, {"request": index, "stats": stats.to_dict()})
+            results.append(Result(text=text, token_ids=[], finish_reason="stop", stats=stats))
+        return results
+
+
+ADD_CALL = '<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+class PersonDict(TypedDict):
+    name: str
+    age: int
+
+
+PERSON_SCHEMA = {
+    "title": "Person",
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+
+def test_tool_calls_reach_aimessage_on_invoke_and_stream():
+    bound = make(strategy=Scripted("Let me add. " + ADD_CALL)).bind_tools([add])
+    reply = bound.invoke("add 1 and 2")
+    assert reply.tool_calls[0]["name"] == "add" and reply.tool_calls[0]["args"] == {"a": 1, "b": 2}
+    assert reply.tool_calls[0]["id"].startswith("call_")
+    assert reply.content == "Let me add."
+    assert reply.response_metadata["finish_reason"] == "tool_calls"
+    merged = None
+    for chunk in bound.stream("add 1 and 2"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged.tool_calls[0]["args"] == {"a": 1, "b": 2} and merged.tool_calls[0]["id"]
+
+
+def test_tools_reach_the_rendered_prompt(monkeypatch):
+    prompts = []
+    real = generate_module.render_chat
+
+    def spy(handle, messages, **kwargs):
+        text = real(handle, messages, **kwargs)
+        prompts.append(text)
+        return text
+
+    monkeypatch.setattr(generate_module, "render_chat", spy)
+    make(strategy=Sampling()).bind_tools([add], tool_choice="add").invoke("add 1 and 2")
+    assert "add" in prompts[-1] and "Add two integers." in prompts[-1]
+    assert "<tool_call>" in prompts[-1]  # the call format is described
+    assert "Answer by calling the add tool." in prompts[-1]
+    make(strategy=Sampling()).with_structured_output(Person, include_raw=True).invoke("Ann")
+    assert '"age"' in prompts[-1] and "JSON object" in prompts[-1]
+
+
+def test_valid_tool_calls_win_the_reward():
+    # The base reward (words / 10) prefers the long prose; ToolCallScorer joins by default.
+    import rewards
+
+    words = rewards.FunctionScorer(lambda c, texts: [len(t.split()) / 10 for t in texts])
+    prose = "the sun is red and the moon is blue and we sat on the mat " * 3
+    model = make(strategy=Scripted(prose, ADD_CALL, needs_reward=True), reward=words)
+    assert model.invoke("add 1 and 2").content == prose  # no tools: the base reward decides
+    reply = model.bind_tools([add]).invoke("add 1 and 2")
+    assert reply.tool_calls and reply.tool_calls[0]["name"] == "add"
+    assert reply.response_metadata["alignment"]["candidate_rewards"][1] > 9
+
+
+def test_forced_tool_choice_makes_no_call_lose():
+    scorer_call = make(strategy=Scripted("no", needs_reward=True))
+    call = scorer_call._prepare([HumanMessage("add")], None, {"tools": [_openai(add)]})
+    auto = scorer_call._reward(call).score(call.messages, ["plain answer"])[0]
+    call = scorer_call._prepare(
+        [HumanMessage("add")], None, {"tools": [_openai(add)], "tool_choice": "any"}
+    )
+    forced = scorer_call._reward(call).score(call.messages, ["plain answer"])[0]
+    assert auto > forced  # without a call: 0.25 validity when optional, 0 when forced
+
+
+def _openai(fn):
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    return convert_to_openai_tool(fn)
+
+
+@pytest.mark.parametrize("schema", [Person, PersonDict, PERSON_SCHEMA])
+@pytest.mark.parametrize("method", ["json_schema", "json_mode", "function_calling"])
+def test_structured_output_methods_and_schemas(schema, method):
+    text = (
+        '<tool_call>{"name": "%s", "arguments": {"name": "Ann", "age": 30}}</tool_call>'
+        % ("Person" if schema is not PersonDict else "PersonDict")
+        if method == "function_calling"
+        else 'Here: ```json\n{"name": "Ann", "age": 30}\n```'
+    )
+    bad = "I do not know" if method != "function_calling" else "no call"
+    # The reward (JSONSchemaScorer / ToolCallScorer joined by default) picks the valid one.
+    model = make(strategy=Scripted(bad, text, needs_reward=True))
+    structured = model.with_structured_output(schema, method=method)
+    for out in (structured.invoke("Ann is 30"), list(structured.stream("Ann is 30"))[-1]):
+        if schema is Person:
+            assert out == Person(name="Ann", age=30)
+        else:
+            assert out == {"name": "Ann", "age": 30}
+    raw = model.with_structured_output(schema, method=method, include_raw=True).invoke("Ann")
+    assert raw["parsing_error"] is None and isinstance(raw["raw"], AIMessage)
+
+
+def test_structured_output_parsing_error_is_reported():
+    model = make(strategy=Scripted("no json here"))
+    out = model.with_structured_output(Person, include_raw=True).invoke("Ann is 30")
+    assert out["parsed"] is None and out["parsing_error"] is not None
+    with pytest.raises(ValueError, match="method"):
+        model.with_structured_output(Person, method="xml")
+
+
+def test_stream_metadata_floats_once_ints_summable():
+    chunks = list(make().stream("hello world"))
+    with_alignment = [c for c in chunks if c.response_metadata.get("alignment")]
+    with_usage = [c for c in chunks if c.usage_metadata]
+    assert len(with_alignment) == 1 and with_alignment[0] is chunks[-1]
+    assert len(with_usage) == 1  # only one chunk carries input_tokens
+    assert chunks[-1].chunk_position == "last"
+
+
+def test_stop_strings_cut_the_reply():
+    model = make(strategy=Sampling(), max_tokens=60, stop=["red"], seed=5)
+    full = make(strategy=Sampling(), max_tokens=60, seed=5).invoke("hello").content
+    reply = model.invoke("hello")
+    assert "red" not in reply.content
+    if "red" in full:
+        assert full.startswith(reply.content.rstrip())
+        assert reply.response_metadata["finish_reason"] == "stop"
+    streamed = "".join(c.content for c in model.stream("hello"))
+    assert streamed == reply.content
+    assert (
+        "2"
+        not in make(strategy=Sampling(), max_tokens=60, seed=5).invoke("hello", stop=["2"]).content
+    )
+
+
+def test_events_reach_handlers_on_every_path():
+    class AsyncRecorder(AsyncCallbackHandler):
+        def __init__(self):
+            self.events = []
+
+        async def on_custom_event(self, name, data, **kwargs):
+            self.events.append(name)
+
+    strategy = SpeculativeRejection(n=4, decision_tokens=2)
+    sync_streaming = Recorder()
+    make(strategy=strategy, streaming=True).invoke("why", config={"callbacks": [sync_streaming]})
+    assert "aligned.round" in sync_streaming.events and "aligned.done" in sync_streaming.events
+    for use_stream in (False, True):
+        recorder = AsyncRecorder()
+        model = make(strategy=strategy, streaming=use_stream)
+        asyncio.run(model.ainvoke("why", config={"callbacks": [recorder]}))
+        assert "aligned.round" in recorder.events and "aligned.done" in recorder.events
+
+
+class _Probe(AlignedChatModel):
+    """Slows decoding down (10 ms per streamed token) and records how each run ended."""
+
+    def _run(self, call, hooks):
+        outcomes = self.probe
+        on_text = hooks.on_text
+
+        def slow(request, delta):
+            time.sleep(0.01)
+            on_text(request, delta)
+
+        if on_text is not None:
+            hooks.on_text = slow
+        try:
+            result = super()._run(call, hooks)
+        except DecodeCancelled:
+            outcomes.append(("cancelled", time.perf_counter()))
+            raise
+        outcomes.append(("done", time.perf_counter()))
+        return result
+
+    probe: Any = None
+
+
+def test_cancelled_astream_stops_decoding_promptly():
+    outcomes: list = []
+    model = _Probe(
+        model=PAIR,
+        strategy=Sampling(),
+        max_tokens=200,
+        seed=0,
+        temperature=1.0,
+        probe=outcomes,
+    )
+
+    async def main():
+        first = asyncio.Event()
+
+        async def consume():
+            async for _chunk in model.astream("hello"):
+                first.set()
+
+        task = asyncio.create_task(consume())
+        await first.wait()
+        cancelled_at = time.perf_counter()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(200):  # the worker notices within a forward pass or two
+            if outcomes:
+                break
+            await asyncio.sleep(0.01)
+        return cancelled_at
+
+    cancelled_at = asyncio.run(main())
+    assert outcomes and outcomes[0][0] == "cancelled"
+    assert outcomes[0][1] - cancelled_at < 0.5  # 200 tokens would take > 2 s
+    assert model.invoke("hello").content is not None  # still usable
+
+
+def test_unknown_tool_choice_is_named():
+    with pytest.raises(InvalidInputError, match="tool_choice='mul'"):
+        make().bind_tools([add], tool_choice="mul")
+
+
+def test_json_validity_reward_reads_the_first_object_like_the_parser():
+    model = make(strategy=Scripted("x", needs_reward=True))
+    call = model._prepare(
+        [HumanMessage("Ann is 30")],
+        None,
+        {"response_format": {"type": "json_schema", "schema": PERSON_SCHEMA}},
+    )
+    texts = ['{"name": "Ann", "age": 30}\nShe is thirty.', "Ann is thirty years old."]
+    valid, prose = model._reward(call).score(call.messages, texts)
+    assert valid - prose > 9  # the validity weight (10) decides

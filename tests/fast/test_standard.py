@@ -8,6 +8,9 @@ stop, callbacks) must pass.
 
 from __future__ import annotations
 
+import functools
+import tempfile
+
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 from scorers import CountingScorer
@@ -24,7 +27,23 @@ class TestAlignedChatModelUnit(standard_suite(ChatModelUnitTests, PARAMS, RANDOM
     pass
 
 
+@functools.cache
+def _override_folder() -> str:
+    """A second tiny model saved to a folder: a string ``model=`` override to test."""
+    folder = tempfile.mkdtemp(prefix="aligned-tiny-override-")
+    model, tokenizer = tiny_pair(1)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 class TestAlignedChatModelIntegration(
     standard_suite(ChatModelIntegrationTests, PARAMS, RANDOM_MODEL)
 ):
-    pass
+    @property
+    def supports_model_override(self):
+        return True
+
+    @property
+    def model_override_value(self):
+        return _override_folder()

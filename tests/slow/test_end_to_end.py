@@ -73,13 +73,18 @@ class City(BaseModel):
 
 
 def test_structured_output_into_a_pydantic_model():
+    # A reward strategy: JSONSchemaScorer (City's schema) joins the reward by default,
+    # so a candidate that validates wins when there is one.
     llm = AlignedChatModel(strategy=BestOfN(n=4), max_tokens=48, seed=0)
-    structured = llm.with_structured_output(City, include_raw=True)
-    out = structured.invoke("Name the capital of France as a City tool call.")
+    structured = llm.with_structured_output(City, method="json_schema", include_raw=True)
+    out = structured.invoke("What is the capital of France? Give the city and its country.")
     assert set(out) == {"raw", "parsed", "parsing_error"}
     assert isinstance(out["raw"], AIMessage)
-    # The reward (ToolCallScorer over the City schema) prefers candidates with a valid
-    # call; a 135M model does not always produce one, so the parse is checked only
-    # when a call was made.
-    if out["raw"].tool_calls:
-        assert isinstance(out["parsed"], City) or out["parsing_error"] is not None
+    alignment = out["raw"].response_metadata["alignment"]
+    assert alignment["strategy"] == "best_of_n" and len(alignment["candidate_rewards"]) == 4
+    # Guaranteed: either a validated City or the parsing error is reported. A 135M
+    # model does not always produce a valid object (see docs/chat_model.md benchmark).
+    if out["parsing_error"] is None:
+        assert isinstance(out["parsed"], City)
+    else:
+        assert out["parsed"] is None
