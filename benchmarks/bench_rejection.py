@@ -1,7 +1,9 @@
 """Speculative Rejection against Best-of-N on one engine (the paper's metrics).
 
 Same engine, same prompts (``benchmarks/prompts.py``), same seed per prompt, same reward
-(the embedded ``rewards.default_scorer()``), embedded SmolLM2-135M-Instruct. For every
+(the embedded ``rewards.default_scorer()``), on each embedded model: the chat model
+SmolLM2-135M-Instruct and the base model Gemma-3-270M (prompts rendered as plain text,
+since a base model has no chat template). For every
 method and prompt the score is the reward of the returned reply. Definitions follow Sun
 et al. (NeurIPS 2024):
 
@@ -16,8 +18,12 @@ et al. (NeurIPS 2024):
   linearly in score between the two Best-of-N points around y_s; speedup = x_BoN(y_s)/x_s
   (a lower bound "≥" when y_s is above every Best-of-N point).
 
-    python -m benchmarks.bench_rejection            # n ∈ {8,16,32,64}, α ∈ {0.3,0.5,0.7}
+    python -m benchmarks.bench_rejection            # both models, 20 prompts, 48 tokens, τ = 12,
+                                                    # n ∈ {8,16,32,64}, α ∈ {0.3,0.5,0.7}
     python -m benchmarks.bench_rejection --quick    # 20 prompts, n ∈ {8,16}, α = 0.5, 32 tokens, τ = 8
+    python -m benchmarks.bench_rejection --models gemma-3-270m --n 8 16 32 --alpha 0.5
+
+Writes ``results/rejection_<model>.json`` and ``.png`` per model.
 """
 
 from __future__ import annotations
@@ -35,15 +41,15 @@ from benchmarks.prompts import PROMPTS
 from langchain_aligned import BestOfN, SpeculativeRejection, generate
 from langchain_aligned.models import load_model
 
-MODEL = "smollm2-135m-instruct"
+MODELS = ["smollm2-135m-instruct", "gemma-3-270m"]
 
 
-def run_method(strategy, prompts, reward, max_new_tokens):
+def run_method(model, strategy, prompts, reward, max_new_tokens):
     rows = []
     for index, prompt in enumerate(prompts):
         start = time.perf_counter()
         (result,) = generate(
-            MODEL,
+            model,
             prompt,
             strategy=strategy,
             reward=reward,
@@ -82,17 +88,23 @@ def interpolate_speedup(point, bon_points):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--prompts", type=int, default=len(PROMPTS))
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--prompts", type=int, default=20)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--n", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.3, 0.5, 0.7])
-    parser.add_argument("--decision-tokens", type=int, default=16)
+    parser.add_argument("--decision-tokens", type=int, default=12)
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.n, args.alpha, args.max_new_tokens = 20, [8, 16], [0.5], 32
         args.decision_tokens = 8
+    for model in args.models:
+        run_model(model, args)
+
+
+def run_model(model: str, args: argparse.Namespace) -> None:
     prompts = PROMPTS[: args.prompts]
-    load_model(MODEL)  # loading is excluded from compute, as in the paper
+    load_model(model)  # loading is excluded from compute, as in the paper
     reward = rewards.default_scorer()
     reward.score(prompts[0], ["warm-up"])
     methods = {f"BoN n={n}": BestOfN(n=n) for n in args.n}
@@ -102,8 +114,8 @@ def main() -> None:
                 n=n, rejection_rate=alpha, decision_tokens=args.decision_tokens
             )
     results = {}
-    for name, strategy in tqdm(methods.items(), desc="methods"):
-        results[name] = run_method(strategy, prompts, reward, args.max_new_tokens)
+    for name, strategy in tqdm(methods.items(), desc=f"{model} methods"):
+        results[name] = run_method(model, strategy, prompts, reward, args.max_new_tokens)
     reference = f"BoN n={max(args.n)}"
     ref_rows = results[reference]
     ref_time = sum(r["seconds"] for r in ref_rows)
@@ -147,9 +159,9 @@ def main() -> None:
             f"tokens {entry['relative_tokens']:.2f}  peak slots {entry['peak_cache_slots']}{extra}"
         )
     path = write_json(
-        "rejection",
+        f"rejection_{model}",
         {
-            "model": MODEL,
+            "model": model,
             "reward": reward.name,
             "prompts": len(prompts),
             "max_new_tokens": args.max_new_tokens,
@@ -182,10 +194,10 @@ def main() -> None:
     ax.set_xscale("log")
     ax.set_xlabel(f"relative compute (wall time ÷ {reference})")
     ax.set_ylabel("improvement score (reference = 100)")
-    ax.set_title(f"SmolLM2-135M, {len(prompts)} prompts, reward: default scorer")
+    ax.set_title(f"{model}, {len(prompts)} prompts, reward: default scorer")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(plot_path("rejection"), dpi=120)
+    fig.savefig(plot_path(f"rejection_{model}"), dpi=120)
     print(f"wrote {path}")
 
 

@@ -23,7 +23,7 @@ import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -289,10 +289,116 @@ class _Call:
     params: SamplingParams
     model: Any
 
+    def group_key(self) -> str:
+        """Calls with equal keys can be decoded in one engine call."""
+        model = self.model if isinstance(self.model, str) else f"id:{id(self.model)}"
+        return json.dumps(
+            [model, self.tools, self.tool_choice, self.response_format, repr(self.params)],
+            sort_keys=True,
+            default=repr,
+        )
+
     @property
     def stream_text(self) -> bool:
         # With tools bound the reply may be a call: it arrives whole on the last chunk.
         return not self.tools
+
+
+class _Coalescer:
+    """Gathers the decoding requests of one ``batch`` call into shared engine calls.
+
+    LangChain runs a batch's inputs concurrently (threads for ``batch``, tasks whose
+    decoding runs in executor threads for ``abatch``), each through its own run and
+    callbacks. Each run's ``_run`` hands its prepared call here. The first call of a
+    compatible group (same model, tools, output format, sampling parameters) leads:
+    it waits until every input of the batch has arrived or ``window`` seconds pass
+    without a new one (inputs limited by ``max_concurrency``, inputs that failed
+    earlier), then decodes the group in one ``generate`` call and hands each member
+    its result. If the shared call fails, each member is decoded alone, so an error
+    reaches only the input that caused it.
+    """
+
+    def __init__(self, expected: int, window: float = 0.05) -> None:
+        self.expected = expected
+        self.window = window
+        self.arrived = 0
+        self.condition = threading.Condition()
+        self.groups: dict[str, list[_Member]] = {}
+
+    def submit(self, model: AlignedChatModel, call: _Call, hooks: Hooks) -> Result:
+        key = call.group_key()
+        member = _Member(call, hooks)
+        with self.condition:
+            self.arrived += 1
+            group = self.groups.setdefault(key, [])
+            group.append(member)
+            self.condition.notify_all()
+            if len(group) > 1:
+                leader = False
+            else:
+                leader = True
+                # Wait for the rest of the batch (or a quiet window).
+                while self.arrived < self.expected:
+                    before = self.arrived
+                    self.condition.wait(self.window)
+                    if self.arrived == before:
+                        break
+                del self.groups[key]
+        if leader:
+            self._decode(model, group)
+        else:
+            member.done.wait()
+        if member.error is not None:
+            raise member.error
+        assert member.result is not None
+        return member.result
+
+    @staticmethod
+    def _decode(model: AlignedChatModel, group: list[_Member]) -> None:
+        def route_event(name: str, data: dict[str, Any]) -> None:
+            index = data.get("request")
+            if isinstance(index, int) and 0 <= index < len(group):
+                group[index].hooks.event(name, {**data, "request": 0})
+
+        def stopped() -> bool:
+            # Shared decoding stops only when every member's caller has given up.
+            return all(m.hooks.should_stop is not None and m.hooks.should_stop() for m in group)
+
+        try:
+            try:
+                shared = Hooks(on_event=route_event, should_stop=stopped)
+                results = model._run_many([m.call for m in group], shared)
+                for member, result in zip(group, results, strict=True):
+                    member.result = result
+            except BaseException:
+                if len(group) == 1:
+                    raise
+                for member in group:  # find the input that failed; the others succeed
+                    try:
+                        (member.result,) = model._run_many([member.call], member.hooks)
+                    except BaseException as exc:
+                        member.error = exc
+        except BaseException as exc:
+            group[0].error = exc
+        finally:
+            for member in group:
+                member.done.set()
+
+
+@dataclass
+class _Member:
+    call: _Call
+    hooks: Hooks
+    result: Result | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+_BATCH: contextvars.ContextVar[_Coalescer | None] = contextvars.ContextVar(
+    "aligned_batch", default=None
+)
+"""The coalescer of the ``batch``/``abatch`` call in progress (inherited by the
+threads and tasks LangChain runs the inputs in)."""
 
 
 def _tool_name(tool: Mapping[str, Any]) -> str:
@@ -518,25 +624,78 @@ class AlignedChatModel(BaseChatModel):
         )
 
     def _run(self, call: _Call, hooks: Hooks) -> Result:
+        batch = _BATCH.get()
+        if batch is not None and self.strategy.shares_batches:
+            return batch.submit(self, call, hooks)
+        (result,) = self._run_many([call], hooks)
+        return result
+
+    def _run_many(self, calls: Sequence[_Call], hooks: Hooks) -> list[Result]:
+        """Decode compatible calls (same model, tools, output format and sampling
+        parameters) in one ``generate`` call, so they share forward passes."""
+        first = calls[0]
         load_kwargs = dict(self.model_kwargs)
         load_kwargs.setdefault("device", self.device)
         load_kwargs.setdefault("dtype", self.dtype)
-        (result,) = generate(
-            call.model,
-            [call.messages],
+        return generate(
+            first.model,
+            [call.messages for call in calls],
             strategy=self.strategy,
-            reward=self._reward(call),
-            temperature=call.params.temperature,
-            top_p=call.params.top_p,
-            top_k=call.params.top_k,
-            max_new_tokens=call.params.max_new_tokens,
-            stop=call.params.stop,
+            reward=self._reward(first),
+            temperature=first.params.temperature,
+            top_p=first.params.top_p,
+            top_k=first.params.top_k,
+            max_new_tokens=first.params.max_new_tokens,
+            stop=first.params.stop,
             seed=self.seed,
-            tools=call.tools,
+            tools=first.tools,
             hooks=hooks,
             **load_kwargs,
         )
-        return result
+
+    # ------------------------------------------------------------------ batch
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Answer several inputs; with a strategy that shares batches (every one
+        but Speculative Rejection) their decoding shares forward passes.
+
+        Each input still gets its own run, callbacks and errors: LangChain runs the
+        inputs concurrently as usual and their decoding requests are gathered into
+        one engine call (a bad input fails alone)."""
+        if len(inputs) < 2 or not self.strategy.shares_batches:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        token = _BATCH.set(_Coalescer(len(inputs)))
+        try:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        finally:
+            _BATCH.reset(token)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Async :meth:`batch`: inputs share forward passes the same way."""
+        if len(inputs) < 2 or not self.strategy.shares_batches:
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+        token = _BATCH.set(_Coalescer(len(inputs)))
+        try:
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+        finally:
+            _BATCH.reset(token)
 
     def _message_parts(
         self, result: Result, call: _Call

@@ -298,6 +298,9 @@ class Strategy(ABC):
     """Name reported in statistics."""
     needs_reward: ClassVar[bool] = False
     """Whether :meth:`run` needs a reward scorer."""
+    shares_batches: ClassVar[bool] = True
+    """Whether :meth:`run` decodes several requests in shared forward passes (a
+    batch of prompts then costs fewer passes than one call per prompt)."""
 
     def bind(self, engine: DecodingEngine) -> None:  # noqa: B027 - optional hook
         """Check the strategy against the target model (vocabularies, …) before use."""

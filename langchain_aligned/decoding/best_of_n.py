@@ -1,10 +1,13 @@
 """Best-of-N: decode n complete candidates, score each once, return the best.
 
 The reference method of both papers this library implements. Its cost grows linearly
-in n: every candidate is decoded to the end and scored. Candidates of one request are
-decoded together in batches of at most ``max_batch_size`` rows (or as many as fit
-``memory_budget_slots`` KV-cache slots); each candidate draws from its own generator,
-so the batch size never changes which replies come out.
+in n: every candidate is decoded to the end and scored. The candidates of every
+request in a call (requests with the same sampling parameters) are decoded together
+in batches of at most ``max_batch_size`` rows (or as many as fit
+``memory_budget_slots`` KV-cache slots), so a batch of prompts shares forward passes;
+each candidate draws from its own generator, so neither the batch size nor the other
+requests change which replies come out. Each request's candidates are scored in one
+reward call, so their scores are comparable.
 
 The helpers at the bottom (``_pool_of``, ``_choose``, ``_result``) are shared with
 Speculative Rejection.
@@ -65,13 +68,15 @@ class BestOfN(Strategy):
             "BestOfN", "memory_budget_slots", self.memory_budget_slots, optional=True
         )
 
-    def batch_size(self, request: Request, n: int) -> int:
-        """Rows per batch for ``n`` candidates of ``request``."""
+    def batch_size(self, requests: Sequence[Request], n: int) -> int:
+        """Rows per batch for ``n`` candidates of ``requests`` (the longest prompt sets
+        the memory per row)."""
         size = n
         if self.max_batch_size is not None:
             size = min(size, self.max_batch_size)
         if self.memory_budget_slots is not None:
-            per_row = len(request.prompt_ids) + request.params.max_new_tokens
+            longest = max(len(request.prompt_ids) for request in requests)
+            per_row = longest + max(request.params.max_new_tokens for request in requests)
             size = min(size, max(1, self.memory_budget_slots // per_row))
         return size
 
@@ -85,31 +90,41 @@ class BestOfN(Strategy):
     ) -> list[Result]:
         self.check_reward(reward)
         hooks = hooks or Hooks()
-        results = []
+        pools = [_pool_of(self.name, request, i, self.n) for i, request in enumerate(requests)]
+        # Requests with different sampling parameters cannot share a step; group them.
+        groups: dict[Any, list[int]] = {}
         for index, request in enumerate(requests):
-            stats, candidates = _pool_of(self.name, request, index, self.n)
+            groups.setdefault(request.params, []).append(index)
+        results: dict[int, Result] = {}
+        for params, members in groups.items():
             counters = EngineCounters()
             start = time.perf_counter()
-            size = self.batch_size(request, len(candidates))
+            candidates = [c for i in members for c in pools[i][1]]
+            size = self.batch_size([requests[i] for i in members], len(candidates))
             for first in range(0, len(candidates), size):
-                batch = candidates[first : first + size]
-                state = engine.prefill(batch, counters=counters)
+                state = engine.prefill(candidates[first : first + size], counters=counters)
                 while state.num_rows:
                     if hooks.should_stop is not None and hooks.should_stop():
                         raise DecodeCancelled()
-                    engine.step(state, request.params)
-            stats.generation_seconds = time.perf_counter() - start
-            stats.add_counters(counters)
-            stats.tokens_generated = counters.tokens_sampled
-            # Every candidate is scored once, all in one call, so scores are comparable.
-            scores = score_texts(
-                reward, request.conversation, [c.text or "" for c in candidates], stats
-            )
-            hooks.event(
-                EVENT_SCORED, {"request": index, "rewards": scores, "partial": False, "round": None}
-            )
-            results.append(_result(candidates, scores, stats, index, hooks))
-        return results
+                    engine.step(state, params)
+            elapsed = time.perf_counter() - start
+            for index in members:
+                request, (stats, own) = requests[index], pools[index]
+                # Forward passes are shared by the group; each request reports them,
+                # its own sampled tokens and its share of the decoding time.
+                stats.generation_seconds = elapsed / len(members)
+                stats.add_counters(counters)
+                stats.tokens_generated = sum(c.tokens_sampled for c in own)
+                # Every candidate is scored once, all in one call, so scores are comparable.
+                scores = score_texts(
+                    reward, request.conversation, [c.text or "" for c in own], stats
+                )
+                hooks.event(
+                    EVENT_SCORED,
+                    {"request": index, "rewards": scores, "partial": False, "round": None},
+                )
+                results[index] = _result(own, scores, stats, index, hooks)
+        return [results[i] for i in range(len(requests))]
 
 
 def _pool_of(

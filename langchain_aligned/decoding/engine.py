@@ -71,6 +71,8 @@ class Candidate:
     """``"stop"`` (EOS or stop string) or ``"length"`` once finished, else None."""
     text: str | None = None
     """The reply text once finished (cut before a stop string)."""
+    tokens_sampled: int = 0
+    """Tokens drawn for this candidate by :meth:`DecodingEngine.step` (EOS included)."""
 
     @property
     def finished(self) -> bool:
@@ -332,6 +334,7 @@ class DecodingEngine:
         keep: list[int] = []
         chunks: list[list[int]] = []
         for row, (candidate, token) in enumerate(zip(state.candidates, tokens, strict=True)):
+            candidate.tokens_sampled += 1
             if self.append(candidate, [token], params, matchers):
                 finished.append(candidate)
             else:

@@ -73,6 +73,9 @@ class SpeculativeRejection(Strategy):
 
     name: ClassVar[str] = "speculative_rejection"
     needs_reward: ClassVar[bool] = True
+    # Each request's pool has its own decision points and rejections, so requests
+    # are decoded one after the other.
+    shares_batches: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _check_positive_int("SpeculativeRejection", "n", self.n)

@@ -51,6 +51,25 @@ def test_batch_size_does_not_change_the_result():
     assert split.stats.prefill_passes == 3 and split.stats.peak_batch_size == 2
 
 
+def test_prompts_of_one_call_share_forward_passes_without_changing_replies():
+    prompts = [PROMPT, "a much longer question about the colour of the evening sky", "hi"]
+    kwargs = dict(strategy=BestOfN(n=3), seed=4, max_new_tokens=8)
+    together = generate(PAIR, prompts, reward=CountingScorer(), **kwargs)
+    alone = [generate(PAIR, p, reward=CountingScorer(), **kwargs)[0] for p in prompts]
+    for shared, single in zip(together, alone, strict=True):
+        # Each candidate draws from its own generator: other prompts in the batch
+        # change neither the replies nor their rewards nor their token counts.
+        assert shared.token_ids == single.token_ids
+        assert shared.stats.candidate_rewards == single.stats.candidate_rewards
+        assert shared.stats.tokens_generated == single.stats.tokens_generated
+    # One prefill and one decoding loop for all nine candidates, not one per prompt.
+    assert together[0].stats.prefill_passes == 1
+    assert together[0].stats.peak_batch_size == 9
+    assert together[0].stats.target_forward_passes < sum(
+        r.stats.target_forward_passes for r in alone
+    )
+
+
 def test_memory_budget_sizes_batches():
     (result,) = generate(
         PAIR,

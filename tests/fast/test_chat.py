@@ -7,6 +7,12 @@ from tiny import tiny_tokenizer
 
 from langchain_aligned.errors import InvalidInputError
 from langchain_aligned.models import normalize_messages, render_chat
+from langchain_aligned.models.chat import (
+    MAX_TOOL_DEMONSTRATIONS,
+    format_tool_call,
+    placeholder_arguments,
+    tool_demonstrations,
+)
 
 TOOLS = [
     {
@@ -65,7 +71,7 @@ def test_tools_reach_a_template_without_tool_support_and_history_renders():
                 {
                     "id": "c1",
                     "type": "function",
-                    "function": {"name": "add", "arguments": '{"a": 1}'},
+                    "function": {"name": "add", "arguments": '{"a": 7}'},
                 }
             ],
         },
@@ -76,8 +82,48 @@ def test_tools_reach_a_template_without_tool_support_and_history_renders():
     assert '"name": "add"' in text and "Add two integers" in text
     # The assistant's earlier call is shown in the format the model must produce,
     # and a conversation ending with a tool result still gets a generation prompt.
-    assert '<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>' in text
+    assert '<tool_call>{"name": "add", "arguments": {"a": 7}}</tool_call>' in text
     assert text.endswith("<|tool|> 1 </s> <|assistant|>")
+
+
+def test_injected_tools_come_with_one_demonstration_per_tool():
+    tools = [
+        TOOLS[0],
+        {
+            "name": "forecast",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "unit": {"enum": ["celsius", "fahrenheit"]},
+                    "days": {"type": ["integer", "null"]},
+                    "hourly": {"type": "boolean"},
+                },
+                "required": ["city", "unit", "days"],
+            },
+        },
+    ]
+    demos = tool_demonstrations(tools)
+    assert [m["role"] for m in demos] == ["user", "assistant"] * 2
+    # Placeholders follow each property's type; only required properties appear.
+    assert demos[3]["content"] == format_tool_call(
+        "forecast", {"city": "example", "unit": "celsius", "days": 1}
+    )
+    assert placeholder_arguments(TOOLS[0]["function"]["parameters"]) == {"a": 1}
+    text = render_chat(tiny_tokenizer(), [{"role": "user", "content": "go"}], tools=tools)
+    # Demonstrations sit between the tool description and the real conversation.
+    assert text.index("Call forecast with") < text.index("<|user|> go")
+    assert text.index("You can call these tools") < text.index("Call add with a=1.")
+    many = [{"name": f"t{i}", "parameters": {}} for i in range(MAX_TOOL_DEMONSTRATIONS + 3)]
+    assert len(tool_demonstrations(many)) == 2 * MAX_TOOL_DEMONSTRATIONS
+
+
+def test_no_demonstrations_before_an_assistant_turn():
+    # Demonstrations end with an assistant turn; before another assistant turn they
+    # would break role alternation, so they are left out.
+    messages = [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "go"}]
+    text = render_chat(tiny_tokenizer(), messages, tools=TOOLS)
+    assert "You can call these tools" in text and "Call add" not in text
 
 
 def test_native_tool_templates_receive_the_tools():

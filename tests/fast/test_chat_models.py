@@ -465,3 +465,57 @@ def test_json_validity_reward_reads_the_first_object_like_the_parser():
     texts = ['{"name": "Ann", "age": 30}\nShe is thirty.', "Ann is thirty years old."]
     valid, prose = model._reward(call).score(call.messages, texts)
     assert valid - prose > 9  # the validity weight (10) decides
+
+
+def _alignment(message):
+    return message.response_metadata["alignment"]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_batch_shares_forward_passes_and_matches_invoke(use_async):
+    llm = make(strategy=BestOfN(n=2))
+    prompts = ["why is the sun red", "what is a tiny model", "hello"]
+    recorder = Recorder()
+    config = {"callbacks": [recorder]}
+    together = asyncio.run(llm.abatch(prompts, config)) if use_async else llm.batch(prompts, config)
+    alone = [llm.invoke(p) for p in prompts]
+    for shared, single in zip(together, alone, strict=True):
+        # Same seed, own generators per candidate: sharing passes changes no reply.
+        assert shared.content == single.content
+        assert _alignment(shared)["candidate_rewards"] == _alignment(single)["candidate_rewards"]
+        assert shared.usage_metadata == single.usage_metadata
+        # One prefill for all six candidates (3 prompts × n=2), not one per prompt.
+        assert _alignment(shared)["prefill_passes"] == 1
+        assert _alignment(shared)["peak_batch_size"] == 6
+    # Every input keeps its own run: one on_llm_end each, events routed to it.
+    assert len(recorder.ends) == 3
+    assert recorder.events.count(EVENT_DONE) == 3
+
+
+def test_batch_with_a_failing_input_fails_only_that_input():
+    llm = make(strategy=BestOfN(n=2))
+    too_long = "word " * 400  # longer than the tiny model's 256-position context
+    inputs = ["why is the sun red", too_long, "hello"]
+    out = llm.batch(inputs, return_exceptions=True)
+    assert isinstance(out[1], InvalidInputError) and "256" in str(out[1])
+    assert [_alignment(m)["candidate_rewards"] for m in (out[0], out[2])] == [
+        _alignment(llm.invoke(p))["candidate_rewards"] for p in (inputs[0], inputs[2])
+    ]
+    with pytest.raises(InvalidInputError):
+        llm.batch(inputs)
+    assert llm.invoke("still usable").content is not None
+
+
+def test_batch_under_max_concurrency_and_for_speculative_rejection():
+    # max_concurrency=2 lets only two inputs in at a time: they are decoded in
+    # groups of at most two, and every input still gets its own answer.
+    llm = make(strategy=BestOfN(n=2))
+    prompts = ["a", "b c", "d e f", "g"]
+    out = llm.batch(prompts, {"max_concurrency": 2})
+    assert [m.content for m in out] == [llm.invoke(p).content for p in prompts]
+    assert all(_alignment(m)["peak_batch_size"] <= 4 for m in out)
+    # Speculative Rejection decides per prompt, so each prompt is decoded on its own.
+    spr = make(strategy=SpeculativeRejection(n=2, rejection_rate=0.5, decision_tokens=2))
+    out = spr.batch(prompts[:2])
+    assert [_alignment(m)["peak_batch_size"] for m in out] == [2, 2]
+    assert [m.content for m in out] == [spr.invoke(p).content for p in prompts[:2]]
