@@ -7,6 +7,12 @@ target sampling. For SSS it also measures the *gold-reward shift*: the draft is 
 toward warm, positive replies and the gold reward is VADER sentiment — a different
 scorer than the steering prompt itself.
 
+Matched compute: Best-of-N (n = 2, 4) *selected by the gold scorer itself* runs in the
+same script, so SD/SSS can be read against plain sampling and against the reward-based
+method at equal wall time and equal tokens generated (the plot puts every method on
+gold reward versus wall time). Best-of-N with the gold scorer is an upper bound for a
+reward-based method at that n; SSS needs no reward model at inference.
+
     python -m benchmarks.bench_speculative [--quick]
 """
 
@@ -22,6 +28,7 @@ import rewards
 from benchmarks.common import plot_path, write_json
 from benchmarks.prompts import PROMPTS
 from langchain_aligned import (
+    BestOfN,
     PromptSteeredDraft,
     RewardShiftedSampling,
     Sampling,
@@ -40,6 +47,7 @@ def measure(model, strategy, prompts, max_new_tokens, gold, dtype):
             model,
             prompt,
             strategy=strategy,
+            reward=gold if strategy.needs_reward else None,
             seed=index,
             max_new_tokens=max_new_tokens,
             temperature=1.0,
@@ -60,7 +68,10 @@ def measure(model, strategy, prompts, max_new_tokens, gold, dtype):
             gold.score(p, [r.text])[0] for p, r in zip(prompts, rows, strict=True)
         ),
         "tokens": tokens,
+        "tokens_generated_per_returned": sum(r.stats.tokens_generated for r in rows)
+        / max(tokens, 1),
         "seconds": elapsed,
+        "seconds_per_prompt": elapsed / len(prompts),
     }
 
 
@@ -68,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    n_prompts, max_new = (8, 40) if args.quick else (20, 64)
+    n_prompts, max_new = (8, 40) if args.quick else (20, 48)
     prompts = PROMPTS[:n_prompts]
     gold = rewards.SentimentScorer()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -99,6 +110,8 @@ def main() -> None:
                 "SSS normalized": RewardShiftedSampling(
                     draft=PromptSteeredDraft(STEER), num_draft_tokens=4, variant="normalized"
                 ),
+                "Best-of-2 (gold scorer)": BestOfN(n=2),
+                "Best-of-4 (gold scorer)": BestOfN(n=4),
             },
             "auto",
         ),
@@ -135,14 +148,18 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     smol = results["SmolLM2-135M, prompt-steered drafts"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    names = list(smol)
-    ax1.barh(names, [smol[n]["target_passes_per_token"] for n in names])
-    ax1.set_xlabel("target forward passes per token")
-    ax2.barh(names, [smol[n]["gold_reward"] for n in names], color="tab:green")
-    ax2.set_xlabel("gold reward (VADER compound)")
-    ax2.set_yticks([])
-    fig.suptitle("SmolLM2-135M: SD and SSS with prompt-steered drafts")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, row in smol.items():
+        marker = "s" if name.startswith("Best") else ("o" if name.startswith("target") else "^")
+        ax1.scatter(row["seconds_per_prompt"], row["gold_reward"], marker=marker, label=name)
+        ax2.scatter(row["target_passes_per_token"], row["gold_reward"], marker=marker)
+    ax1.set_xlabel("wall time per prompt (s)")
+    ax1.set_ylabel("gold reward (VADER compound, mean)")
+    ax2.set_xlabel("target forward passes per returned token (Best-of-N: n rows per pass)")
+    ax1.legend(fontsize=7)
+    fig.suptitle(
+        f"SmolLM2-135M, {n_prompts} prompts: SD / SSS (prompt-steered drafts) vs sampling and Best-of-N"
+    )
     fig.tight_layout()
     fig.savefig(plot_path("speculative"), dpi=120)
     print(f"wrote {path}")

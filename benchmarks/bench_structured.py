@@ -20,7 +20,7 @@ import time
 from langchain_core.tools import tool
 
 import rewards
-from benchmarks.common import write_json
+from benchmarks.common import plot_path, write_json
 from langchain_aligned import AlignedChatModel, BestOfN, Sampling, SpeculativeRejection
 
 
@@ -168,6 +168,25 @@ def main() -> None:
             "results": results,
         },
     )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    names = list(results)
+    width = 0.38
+    for offset, (key, label) in enumerate(
+        [("valid_tool_call_rate", "valid tool call"), ("valid_object_rate", "valid JSON object")]
+    ):
+        xs = [i + (offset - 0.5) * width for i in range(len(names))]
+        ax.bar(xs, [100 * results[n][key] for n in names], width, label=label)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylabel(f"% of {len(TOOL_PROMPTS)} prompts")
+    ax.set_title("SmolLM2-135M: validity by strategy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(plot_path("structured"), dpi=120)
     print(f"wrote {path}")
 
 

@@ -2,7 +2,8 @@
 
 Each ``benchmarks/bench_*.py`` script runs in its own process (so one crash does not
 hide the others and memory is returned between them) and writes its JSON and PNG into
-``benchmarks/results/``. ``--quick`` passes ``--quick`` to every script.
+``benchmarks/results/``; then ``benchmarks/report.py`` rewrites ``docs/benchmarks.md``
+from the results. ``--quick`` passes ``--quick`` to every script.
 
     python -m benchmarks.run_all            # full settings
     python -m benchmarks.run_all --quick    # small settings, minutes not hours
@@ -48,6 +49,9 @@ def main() -> int:
         )
         if code:
             failures.append(name)
+    from benchmarks import report
+
+    report.main()  # docs/benchmarks.md from whatever results exist now
     if failures:
         print(f"failed: {', '.join(failures)} (logs in {log_dir})")
         return 1
