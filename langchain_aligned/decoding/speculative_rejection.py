@@ -24,6 +24,11 @@ given directly (the official code's mode). Either way survivors keep their KV ca
 rows are selected in place, never re-tokenised or re-prefilled (the official code
 re-prefills after every round).
 
+Several requests share one batch: every forward pass decodes the alive rows of every
+pool, while each pool keeps the schedule, budget, scores and rejections it would have
+alone (each candidate draws from its own generator), so a request's reply does not
+depend on the others — tested against one call per prompt.
+
 Partial scores only rank candidates; the reply returned is the best of the candidates
 scored *as complete*. With α = 0 nothing is ever rejected, no partial scoring happens,
 and the result equals :class:`~langchain_aligned.decoding.best_of_n.BestOfN` exactly
@@ -51,8 +56,7 @@ from .base import (
 )
 from .best_of_n import _check_positive_int, _pool_of, _result
 from .engine import Candidate, DecodeCancelled, DecodingEngine, EngineCounters
-from .sampling import decode_candidates
-from .text import StopMatcher, decode
+from .text import StopMatcher, TextStream, decode
 
 __all__ = ["SpeculativeRejection"]
 
@@ -73,9 +77,6 @@ class SpeculativeRejection(Strategy):
 
     name: ClassVar[str] = "speculative_rejection"
     needs_reward: ClassVar[bool] = True
-    # Each request's pool has its own decision points and rejections, so requests
-    # are decoded one after the other.
-    shares_batches: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _check_positive_int("SpeculativeRejection", "n", self.n)
@@ -100,117 +101,223 @@ class SpeculativeRejection(Strategy):
     ) -> list[Result]:
         self.check_reward(reward)
         hooks = hooks or Hooks()
-        return [
-            self._one(engine, request, index, reward, hooks)
-            for index, request in enumerate(requests)
-        ]
+        # Requests with different sampling parameters cannot share a step; group them.
+        groups: dict[Any, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(request.params, []).append(index)
+        results: dict[int, Result] = {}
+        for params, members in groups.items():
+            pools = [_Pool(self, index, requests[index]) for index in members]
+            for pool, result in zip(
+                pools, self._decode(engine, pools, params, reward, hooks), strict=True
+            ):
+                results[pool.index] = result
+        return [results[i] for i in range(len(requests))]
 
-    def _one(
-        self, engine: DecodingEngine, request: Request, index: int, reward: Any, hooks: Hooks
-    ) -> Result:
-        stats, candidates = _pool_of(self.name, request, index, self.n)
+    def _decode(
+        self,
+        engine: DecodingEngine,
+        pools: list[_Pool],
+        params: Any,
+        reward: Any,
+        hooks: Hooks,
+    ) -> list[Result]:
+        """Run the algorithm for every pool in one shared batch.
+
+        Each pool keeps its own schedule, scores and rejections — exactly what it
+        would do alone (every candidate draws from its own generator) — while the
+        forward passes are shared: a step decodes the alive rows of every pool.
+        """
         counters = EngineCounters()
-        params = request.params
         start = time.perf_counter()
+        by_request = {pool.index: pool for pool in pools}
 
-        # Step 1: start all N candidates in one batch — the only prefill of the request.
-        state = engine.prefill(candidates, counters=counters)
-        # The budget in cache slots: given, or the cache size at the first decision.
-        budget = self.memory_budget_slots or len(candidates) * (
-            state.num_slots + self.decision_tokens
-        )
-        finished: list[Candidate] = []
-        scores: dict[int, float] = {}  # candidate index -> reward as complete
+        # Step 1: start all N candidates of every pool in one batch — the only prefill.
+        state = engine.prefill([c for pool in pools for c in pool.candidates], counters=counters)
         matchers: dict[int, StopMatcher] = {}
-        round_number = 0
-        streamed_live = False
+        steps_done = 0
+        for pool in pools:
+            pool.plan_next_decision(steps_done)
         while state.num_rows:
-            # One candidate left in the whole pool: nothing can beat it any more, so
-            # it is the reply — decode it to the end (streaming it live if asked).
-            if state.num_rows == 1 and not finished:
-                streamed_live = hooks.on_text is not None
-                finished.extend(decode_candidates(engine, state, params, hooks, stream=True))
+            for pool in pools:
+                alive = [row for row, c in enumerate(state.candidates) if c.request == pool.index]
+                # One candidate left in the whole pool: nothing can beat it any more,
+                # so it is the reply — no more rounds; stream it live if asked.
+                if len(alive) == 1 and not pool.finished and not pool.live:
+                    pool.go_live(engine, params, hooks)
+                # Step 2 ends: the pool's KV cache would exceed its budget.
+                if alive and not pool.live and steps_done == pool.next_decision:
+                    self._round(engine, state, pool, alive, reward, hooks)
+                    pool.plan_next_decision(steps_done)
+            if not state.num_rows:
                 break
-            # Step 2: decode the alive candidates up to the next decision point — when
-            # the batch's KV cache would exceed the budget.
-            steps = max(1, budget // state.num_rows - state.num_slots)
-            if self.rejection_rate == 0:
-                steps = params.max_new_tokens  # nothing will be rejected: decode to the end
-            sampled_before = counters.tokens_sampled
-            alive_before = state.num_rows
-            for _ in range(steps):
-                if not state.num_rows:
-                    break
-                if hooks.should_stop is not None and hooks.should_stop():
-                    raise DecodeCancelled()
-                finished.extend(engine.step(state, params, matchers))
-            if not state.num_rows or self.rejection_rate == 0:
-                break
-            round_number += 1
-            # Step 3: score every partial candidate as if complete, together with the
-            # candidates that finished since the last round (one call: comparable).
-            newly_finished = [c for c in finished if c.index not in scores]
-            alive = list(state.candidates)
-            texts = [c.text or "" for c in newly_finished] + [
-                _partial_text(engine, c) for c in alive
-            ]
-            values = score_texts(reward, request.conversation, texts, stats)
-            for candidate, value in zip(newly_finished, values, strict=False):
-                scores[candidate.index] = value
-            partial = values[len(newly_finished) :]
-            hooks.event(
-                EVENT_SCORED,
-                {"request": index, "rewards": values, "partial": True, "round": round_number},
-            )
-            # Step 4: keep the top ⌈(1 − α)·|pool|⌉ of the pool. Finished candidates
-            # are never discarded; an alive one survives if it ranks in the top slots.
-            pool = [(scores[c.index], True, c) for c in finished] + [
-                (value, False, c) for value, c in zip(partial, alive, strict=True)
-            ]
-            keep = math.ceil((1 - self.rejection_rate) * len(pool))
-            ranked = sorted(pool, key=lambda item: (-item[0], item[2].index))
-            survivors = {id(c) for _, done, c in ranked[:keep] if not done}
-            rows = [row for row, c in enumerate(alive) if id(c) in survivors]
-            threshold = min((v for v, done, c in ranked[:keep] if not done), default=None)
-            # Step 5: continue only the survivors — select their KV-cache rows in place.
-            engine.select(state, rows)
-            round_stats = RoundStats(
-                round=round_number,
-                decision_token=max((len(c.token_ids) for c in alive), default=0),
-                alive=alive_before,
-                finished=len(finished),
-                rejected=len(alive) - len(rows),
-                tokens_decoded=counters.tokens_sampled - sampled_before,
-                threshold=threshold,
-                best_reward=max(values) if values else None,
-            )
-            stats.rounds.append(round_stats)
-            hooks.event(EVENT_ROUND, {"request": index, **round_stats.__dict__})
+            # Step 2: decode the alive candidates of every pool one token further.
+            if hooks.should_stop is not None and hooks.should_stop():
+                raise DecodeCancelled()
+            rows = list(state.candidates)
+            ended = engine.step(state, params, matchers)
+            steps_done += 1
+            for candidate in ended:
+                by_request[candidate.request].finished.append(candidate)
+            for pool in pools:
+                if pool.live:
+                    pool.stream(rows, {id(c) for c in ended}, hooks)
 
-        stats.generation_seconds = time.perf_counter() - start - stats.scoring_seconds
-        stats.add_counters(counters)
-        stats.tokens_generated = counters.tokens_sampled
+        elapsed = time.perf_counter() - start
+        results = []
+        for pool in pools:
+            stats = pool.stats
+            stats.add_counters(counters)
+            stats.tokens_generated = sum(c.tokens_sampled for c in pool.candidates)
+            stats.generation_seconds = max(
+                0.0, (elapsed - sum(p.stats.scoring_seconds for p in pools)) / len(pools)
+            )
+            results.append(self._finish(pool, reward, hooks))
+        return results
+
+    def _round(
+        self,
+        engine: DecodingEngine,
+        state: Any,
+        pool: _Pool,
+        alive_rows: list[int],
+        reward: Any,
+        hooks: Hooks,
+    ) -> None:
+        """One decision point of one pool: score, rank, reject (steps 3 to 5)."""
+        pool.round_number += 1
+        # Step 3: score every partial candidate as if complete, together with the
+        # candidates that finished since the last round (one call: comparable).
+        newly_finished = [c for c in pool.finished if c.index not in pool.scores]
+        alive = [state.candidates[row] for row in alive_rows]
+        texts = [c.text or "" for c in newly_finished] + [_partial_text(engine, c) for c in alive]
+        values = score_texts(reward, pool.request.conversation, texts, pool.stats)
+        for candidate, value in zip(newly_finished, values, strict=False):
+            pool.scores[candidate.index] = value
+        partial = values[len(newly_finished) :]
+        hooks.event(
+            EVENT_SCORED,
+            {"request": pool.index, "rewards": values, "partial": True, "round": pool.round_number},
+        )
+        # Step 4: keep the top ⌈(1 − α)·|pool|⌉ of the pool. Finished candidates are
+        # never discarded; an alive one survives if it ranks in the top slots.
+        ranked_pool = [(pool.scores[c.index], True, c) for c in pool.finished] + [
+            (value, False, c) for value, c in zip(partial, alive, strict=True)
+        ]
+        keep = math.ceil((1 - self.rejection_rate) * len(ranked_pool))
+        ranked = sorted(ranked_pool, key=lambda item: (-item[0], item[2].index))
+        survivors = {id(c) for _, done, c in ranked[:keep] if not done}
+        threshold = min((v for v, done, c in ranked[:keep] if not done), default=None)
+        # Step 5: continue only the survivors — select their KV-cache rows in place
+        # (rows of the other pools stay).
+        rejected = {id(c) for c in alive} - survivors
+        pool.rejected |= rejected
+        engine.select(
+            state, [row for row, c in enumerate(state.candidates) if id(c) not in rejected]
+        )
+        sampled = sum(c.tokens_sampled for c in pool.candidates)
+        round_stats = RoundStats(
+            round=pool.round_number,
+            decision_token=max((len(c.token_ids) for c in alive), default=0),
+            alive=pool.alive_at_plan,
+            finished=len(pool.finished),
+            rejected=len(rejected),
+            tokens_decoded=sampled - pool.sampled_at_round,
+            threshold=threshold,
+            best_reward=max(values) if values else None,
+        )
+        pool.sampled_at_round = sampled
+        pool.stats.rounds.append(round_stats)
+        hooks.event(EVENT_ROUND, {"request": pool.index, **round_stats.__dict__})
+
+    def _finish(self, pool: _Pool, reward: Any, hooks: Hooks) -> Result:
         # Step 6: score the candidates that finished after the last decision (all of
         # them when α = 0, in candidate order — exactly Best-of-N's single call) and
         # return the best reward among everything scored as complete.
-        unscored = sorted((c for c in finished if c.index not in scores), key=lambda c: c.index)
+        unscored = sorted(
+            (c for c in pool.finished if c.index not in pool.scores), key=lambda c: c.index
+        )
         if unscored:
             values = score_texts(
-                reward, request.conversation, [c.text or "" for c in unscored], stats
+                reward, pool.request.conversation, [c.text or "" for c in unscored], pool.stats
             )
-            scores.update({c.index: v for c, v in zip(unscored, values, strict=True)})
+            pool.scores.update({c.index: v for c, v in zip(unscored, values, strict=True)})
             hooks.event(
-                EVENT_SCORED, {"request": index, "rewards": values, "partial": False, "round": None}
+                EVENT_SCORED,
+                {"request": pool.index, "rewards": values, "partial": False, "round": None},
             )
-        complete = sorted(finished, key=lambda c: c.index)
+        complete = sorted(pool.finished, key=lambda c: c.index)
         return _result(
             complete,
-            [scores[c.index] for c in complete],
-            stats,
-            index,
+            [pool.scores[c.index] for c in complete],
+            pool.stats,
+            pool.index,
             # A reply streamed live must not be streamed a second time.
-            Hooks(on_event=hooks.on_event) if streamed_live else hooks,
+            Hooks(on_event=hooks.on_event) if pool.streamed else hooks,
         )
+
+
+class _Pool:
+    """One request's candidates and its progress through the algorithm."""
+
+    def __init__(self, strategy: SpeculativeRejection, index: int, request: Request) -> None:
+        self.strategy = strategy
+        self.index = index
+        self.request = request
+        self.stats, self.candidates = _pool_of(strategy.name, request, index, strategy.n)
+        self.prompt_slots = len(request.prompt_ids)
+        # The budget in cache slots: given, or this pool's cache size at the first
+        # decision, N·(prompt + τ) — as if the pool were decoded alone.
+        self.budget = strategy.memory_budget_slots or len(self.candidates) * (
+            self.prompt_slots + strategy.decision_tokens
+        )
+        self.finished: list[Candidate] = []
+        self.scores: dict[int, float] = {}  # candidate index -> reward as complete
+        self.round_number = 0
+        self.next_decision: float = math.inf
+        self.alive_at_plan = len(self.candidates)
+        self.sampled_at_round = 0
+        self.rejected: set[int] = set()  # ids of rejected candidates
+        self.live = False
+        self.streams: dict[int, TextStream] = {}
+
+    @property
+    def alive(self) -> list[Candidate]:
+        """Candidates still decoding (neither finished nor rejected)."""
+        return [c for c in self.candidates if not c.finished and id(c) not in self.rejected]
+
+    @property
+    def streamed(self) -> bool:
+        return bool(self.streams)
+
+    def plan_next_decision(self, steps_done: int) -> None:
+        """Decide when the next round happens: when the pool's KV cache (alive rows ×
+        slots, slots = prompt + tokens decoded) would exceed the budget."""
+        alive = len(self.alive)
+        self.alive_at_plan = alive
+        if self.strategy.rejection_rate == 0 or alive == 0:
+            self.next_decision = math.inf  # nothing will be rejected: decode to the end
+            return
+        slots = self.prompt_slots + steps_done
+        self.next_decision = steps_done + max(1, self.budget // alive - slots)
+
+    def go_live(self, engine: DecodingEngine, params: Any, hooks: Hooks) -> None:
+        self.live = True
+        if hooks.on_text is not None:
+            self.streams = {id(c): TextStream(engine.tokenizer, params.stop) for c in self.alive}
+
+    def stream(self, rows: list[Candidate], ended: set[int], hooks: Hooks) -> None:
+        """Send the live candidate's new text (everything so far on the first call)."""
+        if hooks.on_text is None:
+            return
+        for candidate in rows:
+            text_stream = self.streams.get(id(candidate))
+            if text_stream is None:
+                continue
+            final = candidate.text if id(candidate) in ended else None
+            delta = text_stream.delta(candidate.token_ids, final_text=final)
+            if delta:
+                hooks.on_text(candidate.request, delta)
 
 
 def _partial_text(engine: DecodingEngine, candidate: Candidate) -> str:

@@ -506,7 +506,7 @@ def test_batch_with_a_failing_input_fails_only_that_input():
     assert llm.invoke("still usable").content is not None
 
 
-def test_batch_under_max_concurrency_and_for_speculative_rejection():
+def test_batch_under_max_concurrency_and_with_speculative_rejection():
     # max_concurrency=2 lets only two inputs in at a time: they are decoded in
     # groups of at most two, and every input still gets its own answer.
     llm = make(strategy=BestOfN(n=2))
@@ -514,8 +514,10 @@ def test_batch_under_max_concurrency_and_for_speculative_rejection():
     out = llm.batch(prompts, {"max_concurrency": 2})
     assert [m.content for m in out] == [llm.invoke(p).content for p in prompts]
     assert all(_alignment(m)["peak_batch_size"] <= 4 for m in out)
-    # Speculative Rejection decides per prompt, so each prompt is decoded on its own.
+    # Speculative Rejection keeps each prompt's schedule and rejections, in one batch.
     spr = make(strategy=SpeculativeRejection(n=2, rejection_rate=0.5, decision_tokens=2))
     out = spr.batch(prompts[:2])
-    assert [_alignment(m)["peak_batch_size"] for m in out] == [2, 2]
-    assert [m.content for m in out] == [spr.invoke(p).content for p in prompts[:2]]
+    assert [_alignment(m)["peak_batch_size"] for m in out] == [4, 4]
+    alone = [spr.invoke(p) for p in prompts[:2]]
+    assert [m.content for m in out] == [m.content for m in alone]
+    assert [_alignment(m)["rounds"] for m in out] == [_alignment(m)["rounds"] for m in alone]

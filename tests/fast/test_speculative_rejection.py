@@ -51,6 +51,25 @@ def test_rejection_decodes_fewer_tokens_with_one_prefill(alpha):
     assert spr_tokens < bon_tokens
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.7])
+def test_prompts_of_one_call_share_passes_and_each_pool_runs_as_if_alone(alpha):
+    # Prompts of different lengths: each pool's decision points follow its own
+    # memory rule (its own prompt length), so sharing the batch changes nothing.
+    prompts = [*PROMPTS, "a much longer prompt than the others, to shift the schedule"]
+    strategy = SpeculativeRejection(n=5, rejection_rate=alpha, decision_tokens=3)
+    together = generate(PAIR, prompts, strategy=strategy, reward=CountingScorer(), seed=7, **COMMON)
+    for prompt, shared in zip(prompts, together, strict=True):
+        alone = _run(strategy, prompt, 7)
+        assert shared.token_ids == alone.token_ids and shared.text == alone.text
+        assert shared.stats.candidate_rewards == alone.stats.candidate_rewards
+        assert shared.stats.rounds == alone.stats.rounds
+        assert shared.stats.tokens_generated == alone.stats.tokens_generated
+        assert shared.stats.reward_calls == alone.stats.reward_calls
+        # One prefill for all pools; the batch held every candidate of every prompt.
+        assert shared.stats.prefill_passes == 1
+        assert shared.stats.peak_batch_size == 5 * len(prompts)
+
+
 def test_survivors_are_exactly_the_best_of_n_candidates():
     # Per-candidate generators: a candidate that survives every round produces the
     # same reply as the same-index candidate of Best-of-N under one seed.
