@@ -70,6 +70,7 @@ from .decoding.generate import generate
 from .decoding.params import SamplingParams
 from .decoding.speculative_rejection import SpeculativeRejection
 from .errors import InvalidInputError
+from .models.chat import placeholder_arguments
 from .models.embedded import DEFAULT_CHAT_MODEL
 
 __all__ = ["AlignedChatModel", "to_hf_messages"]
@@ -614,6 +615,7 @@ class AlignedChatModel(BaseChatModel):
             hf_messages = _add_instruction(
                 hf_messages, "Reply with the JSON object only.", prefer_user=True
             )
+            hf_messages = _add_json_demonstration(hf_messages, response_format.get("schema"))
         return _Call(
             messages=hf_messages,
             tools=tools,
@@ -1136,6 +1138,27 @@ def _add_instruction(
         first["content"] = f"{first['content']}\n\n{text}" if first["content"] else text
         return [first, *messages[1:]]
     return [{"role": "system", "content": text}, *messages]
+
+
+def _add_json_demonstration(
+    messages: list[dict[str, Any]], schema: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Put one demonstration exchange after the system message: a user asking for an
+    example object and the assistant answering with a placeholder object valid for the
+    schema. Small models copy the form: on the 30 JSON prompts of
+    ``benchmarks/bench_structured.py`` SmolLM2-135M returned 3 valid objects without it
+    and 17 with it (plain sampling, one seed per prompt). Left out when the
+    conversation does not continue with a user turn (roles must alternate)."""
+    system = messages[:1] if messages and messages[0]["role"] == "system" else []
+    rest = messages[len(system) :]
+    if not rest or rest[0]["role"] != "user":
+        return messages
+    example = placeholder_arguments(schema) if schema else {}
+    demonstration = [
+        {"role": "user", "content": "Reply with an example object."},
+        {"role": "assistant", "content": json.dumps(example, ensure_ascii=False)},
+    ]
+    return [*system, *demonstration, *rest]
 
 
 def _swallow(future: asyncio.Future[Any]) -> None:

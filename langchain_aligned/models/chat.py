@@ -183,22 +183,48 @@ _PLACEHOLDERS = {
 }
 
 
-def placeholder_arguments(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Arguments for a demonstration call: the required properties of a JSON schema,
-    each with a placeholder of its type (the first value of an ``enum``)."""
+def placeholder_arguments(
+    parameters: Mapping[str, Any], root: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """An object valid for a JSON schema, for demonstrations: the required properties,
+    each with a placeholder of its type (the first value of an ``enum``, the first
+    non-null option of ``anyOf``, ``$ref`` resolved in ``$defs``, nested objects
+    filled the same way)."""
+    root = parameters if root is None else root
+    parameters = _resolve(parameters, root)
     properties = parameters.get("properties") or {}
     required = parameters.get("required") or list(properties)
-    arguments: dict[str, Any] = {}
-    for name in required:
-        spec = properties.get(name) or {}
-        if spec.get("enum"):
-            arguments[name] = spec["enum"][0]
-            continue
-        kind = spec.get("type", "string")
-        if isinstance(kind, list):  # ["string", "null"]
-            kind = next((k for k in kind if k != "null"), "string")
-        arguments[name] = _PLACEHOLDERS.get(kind, "example")
-    return arguments
+    return {name: _placeholder(properties.get(name) or {}, root) for name in required}
+
+
+def _resolve(spec: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = spec.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, Mapping) else {}
+        return target if isinstance(target, Mapping) else {}
+    return spec
+
+
+def _placeholder(spec: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+    spec = _resolve(spec, root)
+    if spec.get("enum"):
+        return spec["enum"][0]
+    if "const" in spec:
+        return spec["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in spec.get(key) or [] if _resolve(o, root).get("type") != "null"]
+        if options:
+            return _placeholder(options[0], root)
+    kind = spec.get("type", "string")
+    if isinstance(kind, list):  # ["string", "null"]
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" and spec.get("properties"):
+        return placeholder_arguments(spec, root)
+    if kind == "array" and isinstance(spec.get("items"), Mapping) and spec.get("minItems"):
+        return [_placeholder(spec["items"], root)] * int(spec["minItems"])
+    return _PLACEHOLDERS.get(kind, "example")
 
 
 def tool_demonstrations(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

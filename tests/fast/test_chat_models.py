@@ -284,6 +284,36 @@ def test_tools_reach_the_rendered_prompt(monkeypatch):
     assert "Answer by calling the add tool." in prompts[-1]
     make(strategy=Sampling()).with_structured_output(Person, include_raw=True).invoke("Ann")
     assert '"age"' in prompts[-1] and "JSON object" in prompts[-1]
+    # A demonstration exchange with a placeholder object comes before the question.
+    demo = prompts[-1].index("Reply with an example object.")
+    assert demo < prompts[-1].index('{"name": "example", "age": 1}') < prompts[-1].index("Ann")
+
+
+class Pet(BaseModel):
+    name: str
+    kind: str | None = None
+
+
+class Owner(BaseModel):
+    name: str
+    age: int
+    pets: list[Pet]
+    best_friend: Pet
+    nickname: str | None
+
+
+def test_demonstration_objects_validate_against_their_schema():
+    import jsonschema
+    from langchain_core.utils.function_calling import convert_to_json_schema
+
+    from langchain_aligned.models.chat import placeholder_arguments
+
+    for schema in (Owner, Person, PersonDict, PERSON_SCHEMA):
+        json_schema = convert_to_json_schema(schema)
+        example = placeholder_arguments(json_schema)
+        jsonschema.validate(example, json_schema)  # raises if the demonstration is invalid
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            schema.model_validate(example)
 
 
 def test_valid_tool_calls_win_the_reward():
