@@ -18,7 +18,7 @@ et al. (NeurIPS 2024):
   linearly in score between the two Best-of-N points around y_s; speedup = x_BoN(y_s)/x_s
   (a lower bound "≥" when y_s is above every Best-of-N point).
 
-    python -m benchmarks.bench_rejection            # both models, 20 prompts, 48 tokens, τ = 12,
+    python -m benchmarks.bench_rejection            # both models, 20 prompts, 32 tokens, τ = 8,
                                                     # n ∈ {8,16,32,64}, α ∈ {0.3,0.5,0.7}
     python -m benchmarks.bench_rejection --quick    # 20 prompts, n ∈ {8,16}, α = 0.5, 32 tokens, τ = 8
     python -m benchmarks.bench_rejection --models gemma-3-270m --n 8 16 32 --alpha 0.5
@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import time
 
 from tqdm import tqdm
 
 import rewards
-from benchmarks.common import plot_path, write_json
+from benchmarks.common import RESULTS, plot_path, write_json
 from benchmarks.prompts import PROMPTS
 from langchain_aligned import BestOfN, SpeculativeRejection, generate
 from langchain_aligned.models import load_model
@@ -90,16 +91,45 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--prompts", type=int, default=20)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--n", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.3, 0.5, 0.7])
-    parser.add_argument("--decision-tokens", type=int, default=12)
+    parser.add_argument("--decision-tokens", type=int, default=8)
+    parser.add_argument(
+        "--from-partial",
+        action="store_true",
+        help="summarise the n levels an interrupted run completed, without decoding",
+    )
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.n, args.alpha, args.max_new_tokens = 20, [8, 16], [0.5], 32
         args.decision_tokens = 8
     for model in args.models:
-        run_model(model, args)
+        if args.from_partial:
+            summarize_partial(model, args)
+        else:
+            run_model(model, args)
+
+
+def summarize_partial(model: str, args: argparse.Namespace) -> None:
+    saved = json.loads((RESULTS / f"rejection_{model}.partial.json").read_text())
+    results, config = saved["results"], saved["config"]
+    complete = [
+        n
+        for n in args.n
+        if f"BoN n={n}" in results and all(f"SpR n={n} α={a}" in results for a in args.alpha)
+    ]
+    if not complete:
+        raise SystemExit(f"no complete n level in the partial results of {model}")
+    args.n = complete
+    args.max_new_tokens, args.decision_tokens = config["max_new_tokens"], config["decision_tokens"]
+    results = {
+        k: v
+        for k, v in results.items()
+        if any(k == f"BoN n={n}" or k.startswith(f"SpR n={n} ") for n in complete)
+    }
+    reward = rewards.default_scorer()
+    summarize(model, args, PROMPTS[: config["prompts"]], reward, results)
 
 
 def run_model(model: str, args: argparse.Namespace) -> None:
@@ -107,15 +137,39 @@ def run_model(model: str, args: argparse.Namespace) -> None:
     load_model(model)  # loading is excluded from compute, as in the paper
     reward = rewards.default_scorer()
     reward.score(prompts[0], ["warm-up"])
-    methods = {f"BoN n={n}": BestOfN(n=n) for n in args.n}
+    # One n at a time (Best-of-N, then Speculative Rejection at every α), so a run cut
+    # short still holds complete n levels.
+    methods = {}
     for n in args.n:
+        methods[f"BoN n={n}"] = BestOfN(n=n)
         for alpha in args.alpha:
             methods[f"SpR n={n} α={alpha}"] = SpeculativeRejection(
                 n=n, rejection_rate=alpha, decision_tokens=args.decision_tokens
             )
+    # Finished methods are kept in a partial file and skipped when the same run is
+    # started again (a long grid survives an interruption).
+    config = {
+        "model": model,
+        "prompts": len(prompts),
+        "max_new_tokens": args.max_new_tokens,
+        "decision_tokens": args.decision_tokens,
+    }
+    partial_path = RESULTS / f"rejection_{model}.partial.json"
     results = {}
+    if partial_path.exists():
+        saved = json.loads(partial_path.read_text())
+        if saved.get("config") == config:
+            results = {k: v for k, v in saved["results"].items() if k in methods}
     for name, strategy in tqdm(methods.items(), desc=f"{model} methods"):
+        if name in results:
+            continue
         results[name] = run_method(model, strategy, prompts, reward, args.max_new_tokens)
+        partial_path.write_text(json.dumps({"config": config, "results": results}))
+    summarize(model, args, prompts, reward, results)
+    partial_path.unlink(missing_ok=True)
+
+
+def summarize(model, args, prompts, reward, results) -> None:
     reference = f"BoN n={max(args.n)}"
     ref_rows = results[reference]
     ref_time = sum(r["seconds"] for r in ref_rows)
