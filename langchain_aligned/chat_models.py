@@ -811,21 +811,25 @@ class AlignedChatModel(BaseChatModel):
         finally:
             await inner.aclose()
 
+    def _manager_options(self, config: RunnableConfig) -> dict[str, Any]:
+        """What LangChain configures a run's callback manager from."""
+        return {
+            "inheritable_callbacks": config.get("callbacks"),
+            "local_callbacks": self.callbacks,
+            "verbose": self.verbose,
+            "inheritable_tags": config.get("tags"),
+            "local_tags": self.tags,
+            "inheritable_metadata": config.get("metadata"),
+            "local_metadata": self.metadata,
+        }
+
     def _run_sink(self) -> Callable[[str, dict[str, Any]], None]:
         """Event sink for ``_stream`` (no run manager): the current call's run."""
         handle = _RUN.get()
         if handle is None:
             return _guarded_dispatch
         run_id, config = handle
-        manager = CallbackManager.configure(
-            inheritable_callbacks=config.get("callbacks"),
-            local_callbacks=self.callbacks,
-            verbose=self.verbose,
-            inheritable_tags=config.get("tags"),
-            local_tags=self.tags,
-            inheritable_metadata=config.get("metadata"),
-            local_metadata=self.metadata,
-        )
+        manager = CallbackManager.configure(**self._manager_options(config))
 
         def sink(name: str, data: dict[str, Any]) -> None:
             manager.on_custom_event(name, data, run_id=run_id)
@@ -837,15 +841,7 @@ class AlignedChatModel(BaseChatModel):
         if handle is None:
             return None
         run_id, config = handle
-        manager = AsyncCallbackManager.configure(
-            inheritable_callbacks=config.get("callbacks"),
-            local_callbacks=self.callbacks,
-            verbose=self.verbose,
-            inheritable_tags=config.get("tags"),
-            local_tags=self.tags,
-            inheritable_metadata=config.get("metadata"),
-            local_metadata=self.metadata,
-        )
+        manager = AsyncCallbackManager.configure(**self._manager_options(config))
         return manager, run_id
 
     # ------------------------------------------------------------------ generate
