@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 
 from langchain_core.tools import tool
@@ -102,6 +103,36 @@ JSON_PROMPTS = [
 ]
 
 
+def expected_call(prompt: str) -> tuple[str, dict]:
+    """The call a prompt asks for: add(a, b) or get_weather(city)."""
+    numbers = [int(x) for x in re.findall(r"\d+", prompt)]
+    if numbers:
+        return "add", {"a": numbers[0], "b": numbers[1]}
+    return "get_weather", {"city": re.search(r"weather in (\w+)", prompt).group(1)}
+
+
+def call_correct(prompt: str, calls: list[dict]) -> bool:
+    """The first call is the one asked for, with the prompt's arguments (add either way round)."""
+    if not calls:
+        return False
+    name, args = expected_call(prompt)
+    got = calls[0]
+    if got["name"] != name:
+        return False
+    if name == "add":
+        return sorted(got["args"].values(), key=str) == sorted(args.values(), key=str)
+    return str(got["args"].get("city", "")).lower() == args["city"].lower()
+
+
+def object_correct(prompt: str, out: dict) -> bool:
+    """Valid, and the name and age are the ones in the prompt (not a copied placeholder)."""
+    if not object_valid(out):
+        return False
+    name = re.search(r"\b[A-Z][a-z]+\b", prompt.split("describing", 1)[1]).group(0)
+    age = int(re.search(r"\d+", prompt.split("describing", 1)[1]).group(0))
+    return out["parsed"]["name"].strip().lower() == name.lower() and out["parsed"]["age"] == age
+
+
 def object_valid(out: dict) -> bool:
     """The structured call parsed into a dict that validates against PERSON."""
     if out["parsing_error"] is not None or not isinstance(out["parsed"], dict):
@@ -128,7 +159,7 @@ def main() -> None:
     for name, strategy in strategies.items():
         model = AlignedChatModel(strategy=strategy, max_tokens=max_tokens, seed=0, temperature=0.8)
         bound = model.bind_tools([add, get_weather])
-        valid_calls = 0
+        valid_calls = correct_calls = 0
         start = time.perf_counter()
         for prompt in TOOL_PROMPTS:
             message = bound.invoke(prompt)
@@ -138,21 +169,29 @@ def main() -> None:
                 + "</tool_call>"
                 for c in message.tool_calls
             )
-            valid_calls += scorer.score(prompt, [calls])[0] == 1.0
+            valid = scorer.score(prompt, [calls])[0] == 1.0
+            valid_calls += valid
+            correct_calls += valid and call_correct(prompt, message.tool_calls)
         tool_seconds = time.perf_counter() - start
         structured = model.with_structured_output(PERSON, method="json_schema", include_raw=True)
         start = time.perf_counter()
-        valid_objects = sum(object_valid(structured.invoke(p)) for p in JSON_PROMPTS)
+        outs = [structured.invoke(p) for p in JSON_PROMPTS]
         json_seconds = time.perf_counter() - start
+        valid_objects = sum(object_valid(o) for o in outs)
+        correct_objects = sum(object_correct(p, o) for p, o in zip(JSON_PROMPTS, outs, strict=True))
         results[name] = {
             "valid_tool_call_rate": valid_calls / len(TOOL_PROMPTS),
+            "correct_tool_call_rate": correct_calls / len(TOOL_PROMPTS),
             "valid_object_rate": valid_objects / len(JSON_PROMPTS),
+            "correct_object_rate": correct_objects / len(JSON_PROMPTS),
             "seconds_per_tool_prompt": tool_seconds / len(TOOL_PROMPTS),
             "seconds_per_json_prompt": json_seconds / len(JSON_PROMPTS),
         }
         print(
-            f"{name:<28} valid tool calls {results[name]['valid_tool_call_rate']:.0%}   "
-            f"valid objects {results[name]['valid_object_rate']:.0%}   "
+            f"{name:<28} valid tool calls {results[name]['valid_tool_call_rate']:.0%} "
+            f"(correct {results[name]['correct_tool_call_rate']:.0%})   "
+            f"valid objects {results[name]['valid_object_rate']:.0%} "
+            f"(correct {results[name]['correct_object_rate']:.0%})   "
             f"({tool_seconds / len(TOOL_PROMPTS):.1f} s / {json_seconds / len(JSON_PROMPTS):.1f} s per prompt)",
             flush=True,
         )
@@ -176,10 +215,16 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     names = list(results)
     width = 0.38
+    width = 0.2
     for offset, (key, label) in enumerate(
-        [("valid_tool_call_rate", "valid tool call"), ("valid_object_rate", "valid JSON object")]
+        [
+            ("valid_tool_call_rate", "valid tool call"),
+            ("correct_tool_call_rate", "correct tool call"),
+            ("valid_object_rate", "valid JSON object"),
+            ("correct_object_rate", "correct JSON object"),
+        ]
     ):
-        xs = [i + (offset - 0.5) * width for i in range(len(names))]
+        xs = [i + (offset - 1.5) * width for i in range(len(names))]
         ax.bar(xs, [100 * results[n][key] for n in names], width, label=label)
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_ylabel(f"% of {len(TOOL_PROMPTS)} prompts")
