@@ -1,9 +1,10 @@
 """Shared set-up of LangChain's standard chat-model suites for both test tiers.
 
-``standard_suite(base, params, xfail_reason)`` returns a subclass of ``base`` (the unit
-or integration suite) with our capability flags and, for the integration suite, the
-tests that need an instruction-following model marked xfail with ``xfail_reason`` —
-the only override the suite allows.
+``standard_suite(base, params, xfail_reason, xfail_tests)`` returns a subclass of
+``base`` (the unit or integration suite) with our capability flags and, for the
+integration suite, the tests named in ``xfail_tests`` (by default every test that needs
+an instruction-following model) marked xfail with ``xfail_reason`` — the only override
+the suite allows. The other overrides below just call the suite's test.
 """
 
 from __future__ import annotations
@@ -13,8 +14,26 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from langchain_aligned import AlignedChatModel
 
+MODEL_DEPENDENT = frozenset(
+    {
+        "test_tool_calling",
+        "test_tool_calling_async",
+        "test_bind_runnables_as_tools",
+        "test_tool_choice",
+        "test_tool_calling_with_no_arguments",
+        "test_structured_output",
+        "test_structured_output_async",
+        "test_structured_output_pydantic_2_v1",
+        "test_structured_output_optional_param",
+        "test_json_mode",
+        "test_agent_loop",
+        "test_unicode_tool_call_integration",
+    }
+)
+"""Standard tests that need a model which follows tool-calling and JSON instructions."""
 
-def standard_suite(base, params, xfail_reason):
+
+def standard_suite(base, params, xfail_reason, xfail_tests=MODEL_DEPENDENT):
     class Flags(base):
         @property
         def chat_model_class(self):
@@ -47,7 +66,14 @@ def standard_suite(base, params, xfail_reason):
     if not issubclass(base, ChatModelIntegrationTests):
         return Flags
 
-    xfail = pytest.mark.xfail(reason=xfail_reason)
+    unknown = set(xfail_tests) - MODEL_DEPENDENT
+    assert not unknown, f"not model-dependent standard tests: {unknown}"
+
+    def xfail(function):
+        if function.__name__ in xfail_tests:
+            return pytest.mark.xfail(reason=xfail_reason)(function)
+        return function
+
     schema_types = pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
 
     class Suite(Flags):
