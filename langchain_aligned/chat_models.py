@@ -361,13 +361,24 @@ class _Coalescer:
             if isinstance(index, int) and 0 <= index < len(group):
                 group[index].hooks.event(name, {**data, "request": 0})
 
+        def route_text(index: int, delta: str) -> None:
+            on_text = group[index].hooks.on_text if 0 <= index < len(group) else None
+            if on_text is not None:
+                on_text(0, delta)
+
+        streaming = any(m.hooks.on_text is not None for m in group)
+
         def stopped() -> bool:
             # Shared decoding stops only when every member's caller has given up.
             return all(m.hooks.should_stop is not None and m.hooks.should_stop() for m in group)
 
         try:
             try:
-                shared = Hooks(on_event=route_event, should_stop=stopped)
+                shared = Hooks(
+                    on_event=route_event,
+                    on_text=route_text if streaming else None,
+                    should_stop=stopped,
+                )
                 results = model._run_many([m.call for m in group], shared)
                 for member, result in zip(group, results, strict=True):
                     member.result = result

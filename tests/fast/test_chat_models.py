@@ -522,6 +522,19 @@ def test_batch_shares_forward_passes_and_matches_invoke(use_async):
     assert recorder.events.count(EVENT_DONE) == 3
 
 
+def test_streaming_batch_streams_each_input_its_own_reply():
+    # streaming=True makes each input's run stream internally; the shared decode must
+    # route every text delta to its own input.
+    prompts = ["why is the sun red", "hello"]
+    for strategy in (Sampling(), BestOfN(n=2)):
+        llm = make(strategy=strategy, streaming=True)
+        together = llm.batch(prompts)
+        assert [m.content for m in together] == [
+            make(strategy=strategy).invoke(p).content for p in prompts
+        ]
+        assert all(m.content for m in together)
+
+
 def test_batch_with_a_failing_input_fails_only_that_input():
     llm = make(strategy=BestOfN(n=2))
     too_long = "word " * 400  # longer than the tiny model's 256-position context
