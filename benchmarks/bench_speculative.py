@@ -39,13 +39,19 @@ from langchain_aligned import (
 STEER = "You are relentlessly warm, cheerful and kind. Always answer with a positive tone."
 
 
-def measure(model, strategy, prompts, max_new_tokens, gold, dtype):
+def measure(model, strategy, prompts, max_new_tokens, gold, dtype, system=None):
     rows = []
     start = time.perf_counter()
     for index, prompt in enumerate(prompts):
+        conversation = prompt
+        if system is not None:
+            conversation = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": prompt},
+            ]
         (result,) = generate(
             model,
-            prompt,
+            conversation,
             strategy=strategy,
             reward=gold if strategy.needs_reward else None,
             seed=index,
@@ -110,6 +116,9 @@ def main() -> None:
                 "SSS normalized": RewardShiftedSampling(
                     draft=PromptSteeredDraft(STEER), num_draft_tokens=4, variant="normalized"
                 ),
+                # The aligned draft on its own: what SSS should reproduce when the
+                # draft reference is the target itself (π_target/π_ref = 1).
+                "steered sampling (the aligned draft alone)": (Sampling(), STEER),
                 "Best-of-2 (gold scorer)": BestOfN(n=2),
                 "Best-of-4 (gold scorer)": BestOfN(n=4),
             },
@@ -122,7 +131,8 @@ def main() -> None:
         base = measure(model, Sampling(), prompts, max_new, gold, dtype)
         entry = {"target sampling": base}
         for name, strategy in strategies.items():
-            row = measure(model, strategy, prompts, max_new, gold, dtype)
+            strategy, system = strategy if isinstance(strategy, tuple) else (strategy, None)
+            row = measure(model, strategy, prompts, max_new, gold, dtype, system)
             row["speed_vs_sampling"] = row["tokens_per_s"] / base["tokens_per_s"]
             row["gold_reward_shift"] = row["gold_reward"] - base["gold_reward"]
             entry[name] = row

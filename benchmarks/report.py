@@ -87,8 +87,12 @@ def rejection_sections() -> list[str]:
     sections = []
     for path in sorted(RESULTS.glob("rejection_*.json")):
         name = path.stem
+        if name.endswith(".partial"):  # an interrupted run's checkpoint, not a result
+            continue
         data = json.loads(path.read_text())
         summary = data["summary"]
+        # Older result files timed wall clock only; newer ones time CPU and split it.
+        cpu = all("cpu_seconds" in s for s in summary.values())
         rows = []
         for method, s in summary.items():
             speedup = (
@@ -98,17 +102,20 @@ def rejection_sections() -> list[str]:
                 if method == data["reference"]
                 else "–"
             )
-            rows.append(
-                [
-                    method,
-                    f"{s['improvement_score']:.1f}",
-                    f"{s['relative_compute']:.2f}",
-                    f"{s['relative_tokens']:.2f}",
-                    s["peak_cache_slots"],
-                    s["reward_calls"],
-                    speedup,
-                ]
-            )
+            row = [
+                method,
+                f"{s['improvement_score']:.1f}",
+                f"{s['relative_compute']:.2f}",
+                f"{s['relative_tokens']:.2f}",
+                s["peak_cache_slots"],
+                s["reward_calls"],
+                speedup,
+            ]
+            if cpu:
+                share = s["scoring_seconds"] / (s["generation_seconds"] + s["scoring_seconds"])
+                row[3:3] = [f"{s['relative_wall_time']:.2f}"]
+                row.append(f"{100 * share:.0f} %")
+            rows.append(row)
         body = (
             f"Model {data['model']}, reward {data['reward']}, {data['prompts']} prompts, "
             f"{data['max_new_tokens']} new tokens, first decision after τ = "
@@ -118,11 +125,13 @@ def rejection_sections() -> list[str]:
                 [
                     "method",
                     "improvement score",
-                    "relative compute (wall time)",
+                    "relative compute (CPU time)" if cpu else "relative compute (wall time)",
+                    *(["relative wall time"] if cpu else []),
                     "relative tokens",
                     "peak KV slots",
                     "reward calls",
                     "speedup at equal score",
+                    *(["time scoring"] if cpu else []),
                 ],
                 rows,
             )
@@ -232,7 +241,9 @@ def structured_section() -> str | None:
         [
             name,
             _pct(r["valid_tool_call_rate"]),
+            _pct(r.get("correct_tool_call_rate")),
             _pct(r["valid_object_rate"]),
+            _pct(r.get("correct_object_rate")),
             f"{r['seconds_per_tool_prompt']:.1f}",
             f"{r['seconds_per_json_prompt']:.1f}",
         ]
@@ -242,9 +253,19 @@ def structured_section() -> str | None:
         f"{data['model']}, temperature {data['temperature']}, n = {data['n']}, "
         f"{data['max_tokens']} new tokens; {data['tool_prompts']} tool prompts (two tools "
         f"bound) and {data['json_prompts']} JSON prompts (`with_structured_output`, "
-        "json_schema method), through the chat model's defaults.\n\n"
+        "json_schema method), through the chat model's defaults. *Valid*: parses and "
+        "validates against the tool's or the schema's JSON schema; *correct*: also the tool "
+        "and arguments, or the name and age, that the prompt asks for.\n\n"
         + _table(
-            ["strategy", "valid tool call", "valid object", "s / tool prompt", "s / JSON prompt"],
+            [
+                "strategy",
+                "valid tool call",
+                "correct tool call",
+                "valid object",
+                "correct object",
+                "s / tool prompt",
+                "s / JSON prompt",
+            ],
             rows,
         )
     )
@@ -257,6 +278,24 @@ def structured_section() -> str | None:
     )
 
 
+def cookbook_section() -> str | None:
+    data = _load("cookbook")
+    if data is None:
+        return None
+    rows = [
+        [f"`{name}.ipynb`", f"{r['seconds']:.0f}", r["errors"]]
+        for name, r in data["notebooks"].items()
+    ]
+    body = (
+        f"Each notebook top to bottom in a fresh kernel, {data['settings']} settings; the "
+        f"cookbook's promise is under {data['limit_seconds']} s each on this machine.\n\n"
+        + _table(["notebook", "seconds", "errors"], rows)
+    )
+    return _section(
+        "Cookbook notebooks", "python -m benchmarks.bench_cookbook", "cookbook", body, data
+    )
+
+
 def main() -> None:
     sections = [
         engine_section(),
@@ -264,6 +303,7 @@ def main() -> None:
         speculative_section(),
         rewards_section(),
         structured_section(),
+        cookbook_section(),
     ]
     text = HEADER + "\n" + "\n".join(s for s in sections if s)
     DOCS.write_text(text)
