@@ -24,6 +24,10 @@ et al. (NeurIPS 2024):
                                                     # n ∈ {8,16,32,64}, α ∈ {0.3,0.5,0.7}
     python -m benchmarks.bench_rejection --quick    # 20 prompts, n ∈ {8,16}, α = 0.5, 32 tokens, τ = 8
     python -m benchmarks.bench_rejection --models gemma-3-270m --n 8 16 32 --alpha 0.5
+    # the grid split over two processes, then summarised together:
+    python -m benchmarks.bench_rejection --models smollm2-135m-instruct --n 8 16 32 &
+    python -m benchmarks.bench_rejection --models smollm2-135m-instruct --n 64 &
+    wait; python -m benchmarks.bench_rejection --models smollm2-135m-instruct --from-partial
 
 Writes ``results/rejection_<model>.json`` and ``.png`` per model.
 """
@@ -35,6 +39,7 @@ import itertools
 import json
 import math
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -116,25 +121,49 @@ def main() -> None:
             run_model(model, args)
 
 
+def checkpoint_dir(model: str) -> Path:
+    """One JSON file per finished method (gitignored), so a long grid survives an
+    interruption and n levels can run in parallel processes (``--n 8 16 32`` and
+    ``--n 64``) before ``--from-partial`` summarises them together."""
+    return RESULTS / "checkpoints" / f"rejection_{model}"
+
+
+def load_checkpoints(model: str, config: dict) -> dict[str, list[dict]]:
+    results = {}
+    for path in sorted(checkpoint_dir(model).glob("*.json")):
+        saved = json.loads(path.read_text())
+        if saved["config"] == config:
+            results[saved["method"]] = saved["rows"]
+    return results
+
+
+def run_config(model: str, args: argparse.Namespace) -> dict:
+    return {
+        "model": model,
+        "prompts": args.prompts,
+        "max_new_tokens": args.max_new_tokens,
+        "decision_tokens": args.decision_tokens,
+        "clock": "process_time+split",
+    }
+
+
 def summarize_partial(model: str, args: argparse.Namespace) -> None:
-    saved = json.loads((RESULTS / f"rejection_{model}.partial.json").read_text())
-    results, config = saved["results"], saved["config"]
+    results = load_checkpoints(model, run_config(model, args))
     complete = [
         n
         for n in args.n
         if f"BoN n={n}" in results and all(f"SpR n={n} α={a}" in results for a in args.alpha)
     ]
     if not complete:
-        raise SystemExit(f"no complete n level in the partial results of {model}")
+        raise SystemExit(f"no complete n level in the checkpoints of {model}")
     args.n = complete
-    args.max_new_tokens, args.decision_tokens = config["max_new_tokens"], config["decision_tokens"]
     results = {
         k: v
         for k, v in results.items()
-        if any(k == f"BoN n={n}" or k.startswith(f"SpR n={n} ") for n in complete)
+        if any(k == f"BoN n={n}" or k in {f"SpR n={n} α={a}" for a in args.alpha} for n in complete)
     }
     reward = rewards.default_scorer()
-    summarize(model, args, PROMPTS[: config["prompts"]], reward, results)
+    summarize(model, args, PROMPTS[: args.prompts], reward, results)
 
 
 def run_model(model: str, args: argparse.Namespace) -> None:
@@ -151,28 +180,19 @@ def run_model(model: str, args: argparse.Namespace) -> None:
             methods[f"SpR n={n} α={alpha}"] = SpeculativeRejection(
                 n=n, rejection_rate=alpha, decision_tokens=args.decision_tokens
             )
-    # Finished methods are kept in a partial file and skipped when the same run is
-    # started again (a long grid survives an interruption).
-    config = {
-        "model": model,
-        "prompts": len(prompts),
-        "max_new_tokens": args.max_new_tokens,
-        "decision_tokens": args.decision_tokens,
-        "clock": "process_time+split",
-    }
-    partial_path = RESULTS / f"rejection_{model}.partial.json"
-    results = {}
-    if partial_path.exists():
-        saved = json.loads(partial_path.read_text())
-        if saved.get("config") == config:
-            results = {k: v for k, v in saved["results"].items() if k in methods}
+    config = run_config(model, args)
+    folder = checkpoint_dir(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {k: v for k, v in load_checkpoints(model, config).items() if k in methods}
     for name, strategy in tqdm(methods.items(), desc=f"{model} methods"):
         if name in results:
             continue
         results[name] = run_method(model, strategy, prompts, reward, args.max_new_tokens)
-        partial_path.write_text(json.dumps({"config": config, "results": results}))
+        slug = name.replace(" ", "_").replace("=", "").replace("α", "alpha")
+        (folder / f"{slug}.json").write_text(
+            json.dumps({"config": config, "method": name, "rows": results[name]})
+        )
     summarize(model, args, prompts, reward, results)
-    partial_path.unlink(missing_ok=True)
 
 
 def summarize(model, args, prompts, reward, results) -> None:

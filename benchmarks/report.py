@@ -87,8 +87,6 @@ def rejection_sections() -> list[str]:
     sections = []
     for path in sorted(RESULTS.glob("rejection_*.json")):
         name = path.stem
-        if name.endswith(".partial"):  # an interrupted run's checkpoint, not a result
-            continue
         data = json.loads(path.read_text())
         summary = data["summary"]
         # Older result files timed wall clock only; newer ones time CPU and split it.
