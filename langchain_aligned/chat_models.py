@@ -81,6 +81,12 @@ PROVIDER = "langchain_aligned"
 
 _EVENT_TIMEOUT = 30.0
 
+_DECODE_THREADS = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="aligned-decode")
+"""Worker threads of the async paths. Not the loop's default executor: LangChain
+dispatches the events of synchronous callback handlers there, and a decoding thread
+waits for its events to be handled — with decoding in the same pool, a few concurrent
+calls would fill it and wait on handlers that can never run."""
+
 _RUN: contextvars.ContextVar[tuple[uuid.UUID, RunnableConfig] | None] = contextvars.ContextVar(
     "aligned_run", default=None
 )
@@ -315,8 +321,8 @@ class _Coalescer:
     it waits until every input of the batch has arrived or ``window`` seconds pass
     without a new one (inputs limited by ``max_concurrency``, inputs that failed
     earlier), then decodes the group in one ``generate`` call and hands each member
-    its result. If the shared call fails, each member is decoded alone, so an error
-    reaches only the input that caused it.
+    its result. If the shared call fails, each member that has seen no output yet is
+    decoded alone, so an error reaches only the input that caused it.
     """
 
     def __init__(self, expected: int, window: float = 0.05) -> None:
@@ -359,11 +365,13 @@ class _Coalescer:
         def route_event(name: str, data: dict[str, Any]) -> None:
             index = data.get("request")
             if isinstance(index, int) and 0 <= index < len(group):
+                group[index].emitted = True
                 group[index].hooks.event(name, {**data, "request": 0})
 
         def route_text(index: int, delta: str) -> None:
             on_text = group[index].hooks.on_text if 0 <= index < len(group) else None
             if on_text is not None:
+                group[index].emitted = True
                 on_text(0, delta)
 
         streaming = any(m.hooks.on_text is not None for m in group)
@@ -382,16 +390,26 @@ class _Coalescer:
                 results = model._run_many([m.call for m in group], shared)
                 for member, result in zip(group, results, strict=True):
                     member.result = result
-            except BaseException:
+            except Exception as exc:
                 if len(group) == 1:
                     raise
-                for member in group:  # find the input that failed; the others succeed
+                # Find the input that failed: the usual bad input (a prompt too long)
+                # fails while the requests are built, before any decoding, and the
+                # others are decoded again alone. A member whose caller has already
+                # seen text or events of this decode cannot be decoded again (the
+                # caller would see its output twice): it gets the error.
+                for member in group:
+                    if member.emitted:
+                        member.error = exc
+                        continue
                     try:
                         (member.result,) = model._run_many([member.call], member.hooks)
-                    except BaseException as exc:
-                        member.error = exc
+                    except Exception as error:
+                        member.error = error
         except BaseException as exc:
-            group[0].error = exc
+            for member in group:
+                if member.result is None and member.error is None:
+                    member.error = exc
         finally:
             for member in group:
                 member.done.set()
@@ -403,6 +421,8 @@ class _Member:
     hooks: Hooks
     result: Result | None = None
     error: BaseException | None = None
+    emitted: bool = False
+    """Text or an event of the shared decode has reached this member's caller."""
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -675,8 +695,8 @@ class AlignedChatModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        """Answer several inputs; with a strategy that shares batches (every one
-        but Speculative Rejection) their decoding shares forward passes.
+        """Answer several inputs; with a strategy that shares batches (every built-in
+        strategy does) their decoding shares forward passes.
 
         Each input still gets its own run, callbacks and errors: LangChain runs the
         inputs concurrently as usual and their decoding requests are gathered into
@@ -884,7 +904,7 @@ class AlignedChatModel(BaseChatModel):
             should_stop=stop_flag.is_set,
         )
         context = contextvars.copy_context()
-        future = loop.run_in_executor(None, context.run, self._run, call, hooks)
+        future = loop.run_in_executor(_DECODE_THREADS, context.run, self._run, call, hooks)
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -983,7 +1003,7 @@ class AlignedChatModel(BaseChatModel):
 
         context = contextvars.copy_context()
         future = loop.run_in_executor(
-            None,
+            _DECODE_THREADS,
             context.run,
             self._stream_worker,
             call,
@@ -1045,6 +1065,12 @@ class AlignedChatModel(BaseChatModel):
                 raise InvalidInputError(
                     f"tool {index} ({label}) has a schema that is not JSON-serialisable: {exc}"
                 ) from exc
+        import rewards
+
+        try:  # the validity reward needs valid JSON schemas: check them now, not mid-call
+            rewards.ToolCallScorer(formatted)
+        except rewards.InvalidScorerConfig as exc:
+            raise InvalidInputError(f"bind_tools: {exc}") from exc
         choice = _normalize_tool_choice(tool_choice)
         names = {_tool_name(t) for t in formatted}
         if choice not in (None, "any", "none") and choice not in names:
@@ -1077,14 +1103,14 @@ class AlignedChatModel(BaseChatModel):
         ``include_raw=True`` returns ``{"raw", "parsed", "parsing_error"}``.
         """
         if kwargs:
-            raise ValueError(f"Received unsupported arguments {kwargs}")
+            raise InvalidInputError(f"Received unsupported arguments {kwargs}")
         del strict  # validation happens through the reward and the parser
         if method not in ("json_schema", "function_calling", "json_mode"):
-            raise ValueError(
+            raise InvalidInputError(
                 f"method={method!r}: use 'json_schema', 'function_calling' or 'json_mode'"
             )
         if schema is None and method != "json_mode":
-            raise ValueError(f"method={method!r} needs a schema")
+            raise InvalidInputError(f"method={method!r} needs a schema")
         is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
         ls_format = {"kwargs": {"method": method}, "schema": schema}
         if method == "function_calling":
@@ -1099,7 +1125,18 @@ class AlignedChatModel(BaseChatModel):
         else:
             # json_mode with a schema still shows and rewards the schema: it only makes
             # a valid object more likely.
-            json_schema = {"type": "object"} if schema is None else convert_to_json_schema(schema)
+            import rewards
+
+            try:  # the validity reward needs a valid JSON schema: check it now
+                json_schema = (
+                    {"type": "object"} if schema is None else convert_to_json_schema(schema)
+                )
+                rewards.JSONSchemaScorer(json_schema)
+            except Exception as exc:
+                raise InvalidInputError(
+                    f"with_structured_output: schema {schema!r:.80} is not a usable JSON "
+                    f"schema, pydantic model or TypedDict: {exc}"
+                ) from exc
             response_format = {"type": method, "schema": json_schema}
             bind_kwargs: dict[str, Any] = {"response_format": response_format}
             if schema is not None:
@@ -1122,8 +1159,15 @@ def _normalize_tool_choice(choice: Any) -> str | None:
     if choice in (True, "required", "any"):
         return "any"
     if isinstance(choice, Mapping):
-        name = choice.get("function", {}).get("name") or choice.get("name")
-        return str(name) if name else "any"
+        # OpenAI / Anthropic dicts: {"type": "function", "function": {"name": ...}},
+        # {"type": "tool", "name": ...}, {"type": "auto" | "any" | "none" | "required"}.
+        function = choice.get("function")
+        name = (function.get("name") if isinstance(function, Mapping) else None) or choice.get(
+            "name"
+        )
+        if name:
+            return str(name)
+        return _normalize_tool_choice(choice.get("type"))
     if isinstance(choice, str):
         return choice
     raise InvalidInputError(

@@ -117,7 +117,10 @@ class ToolCallScorer(RewardScorer):
     Per completion: 1.0 if it holds at least one call and every call names a known tool
     with valid arguments; 0.5 for calls that parse but name an unknown tool or fail
     validation; 0.0 for a broken call, and ``no_call_reward`` (0.0 when
-    ``require_call``, else 0.25) when there is no call at all.
+    ``require_call``, else 0.25) when there is no call at all — except that a reply
+    without a call to a conversation ending with a tool result scores 1.0 when the call
+    is optional: answering from the result is then the expected move, and an agent
+    whose reward kept preferring another call would loop.
     """
 
     def __init__(self, tools: Sequence[Any], *, require_call: bool = True) -> None:
@@ -145,11 +148,20 @@ class ToolCallScorer(RewardScorer):
         return f"ToolCallScorer({', '.join(self.validators)})"
 
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
+        after_result = (
+            not self.require_call
+            and isinstance(conversation, Sequence)
+            and not isinstance(conversation, str)
+            and bool(conversation)
+            and isinstance(conversation[-1], Mapping)
+            and conversation[-1].get("role") == "tool"
+        )
+        no_call = 1.0 if after_result else self.no_call_reward
         out = []
         for text in completions:
             calls = parse_tool_calls(text)
             if not calls:
-                out.append(self.no_call_reward)
+                out.append(no_call)
                 continue
             if any(call.get("error") for call in calls):
                 out.append(0.0)

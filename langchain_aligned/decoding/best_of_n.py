@@ -52,8 +52,9 @@ class BestOfN(Strategy):
     n: int = 4
     """Candidates per request (at least 1)."""
     max_batch_size: int | None = None
-    """Most candidates decoded at once; None decodes all n together unless
-    ``memory_budget_slots`` limits it."""
+    """Most candidates decoded at once, across all requests of the call; None decodes
+    every candidate of the call (n per request) together unless ``memory_budget_slots``
+    limits it. Set it when batching many prompts, to bound memory."""
     memory_budget_slots: int | None = None
     """KV-cache budget in ``rows × slots``: batches hold as many candidates as fit
     ``prompt + max_new_tokens`` slots each within it."""

@@ -72,8 +72,10 @@ class SpeculativeRejection(Strategy):
     decision_tokens: int = 32
     """τ: tokens decoded before the first decision (explicit-schedule mode)."""
     memory_budget_slots: int | None = None
-    """If set, decide whenever ``rows × cache slots`` would exceed this budget (the
-    paper's memory-based rule) instead of following ``decision_tokens``."""
+    """If set, decide whenever a request's ``rows × cache slots`` would exceed this
+    budget (the paper's memory-based rule) instead of following ``decision_tokens``.
+    The budget is per request: a call with k prompts decodes them together and holds
+    up to about k × budget slots (pass one prompt per call to bound the total)."""
 
     name: ClassVar[str] = "speculative_rejection"
     needs_reward: ClassVar[bool] = True
@@ -163,15 +165,16 @@ class SpeculativeRejection(Strategy):
                 if pool.live:
                     pool.stream(rows, {id(c) for c in ended}, hooks)
 
+        # The decode time, shared equally by the pools, excludes the rounds' scoring;
+        # computed once, before _finish adds each pool's final scoring to its stats.
         elapsed = time.perf_counter() - start
+        decode_share = max(0.0, elapsed - sum(p.stats.scoring_seconds for p in pools)) / len(pools)
         results = []
         for pool in pools:
             stats = pool.stats
             stats.add_counters(counters)
             stats.tokens_generated = sum(c.tokens_sampled for c in pool.candidates)
-            stats.generation_seconds = max(
-                0.0, (elapsed - sum(p.stats.scoring_seconds for p in pools)) / len(pools)
-            )
+            stats.generation_seconds = decode_share
             results.append(self._finish(pool, reward, hooks))
         return results
 

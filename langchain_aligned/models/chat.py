@@ -183,18 +183,25 @@ _PLACEHOLDERS = {
 }
 
 
+_MAX_PLACEHOLDER_DEPTH = 6
+
+
 def placeholder_arguments(
-    parameters: Mapping[str, Any], root: Mapping[str, Any] | None = None
+    parameters: Mapping[str, Any], root: Mapping[str, Any] | None = None, depth: int = 0
 ) -> dict[str, Any]:
-    """An object valid for a JSON schema, for demonstrations: the required properties,
-    each with a placeholder of its type (the first value of an ``enum``, the first
-    non-null option of ``anyOf``, ``$ref`` resolved in ``$defs``, nested objects
-    filled the same way)."""
+    """A best-effort object for a JSON schema, for demonstrations: the required
+    properties (all of them when ``required`` is absent or empty, to show every key),
+    each with a placeholder of its type — the first value of an ``enum``, the first
+    non-null option of ``anyOf``/``oneOf``, ``$ref`` resolved in ``$defs``, nested
+    objects filled the same way, numbers and strings moved inside ``minimum`` /
+    ``maximum`` / ``minLength`` / ``maxLength``. ``pattern`` and ``format`` are not
+    followed. A recursive schema stops after a few levels (null where allowed, else an
+    empty object)."""
     root = parameters if root is None else root
     parameters = _resolve(parameters, root)
     properties = parameters.get("properties") or {}
     required = parameters.get("required") or list(properties)
-    return {name: _placeholder(properties.get(name) or {}, root) for name in required}
+    return {name: _placeholder(properties.get(name) or {}, root, depth + 1) for name in required}
 
 
 def _resolve(spec: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -207,24 +214,42 @@ def _resolve(spec: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, A
     return spec
 
 
-def _placeholder(spec: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+def _placeholder(spec: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> Any:
     spec = _resolve(spec, root)
     if spec.get("enum"):
         return spec["enum"][0]
     if "const" in spec:
         return spec["const"]
+    deep = depth >= _MAX_PLACEHOLDER_DEPTH
     for key in ("anyOf", "oneOf", "allOf"):
-        options = [o for o in spec.get(key) or [] if _resolve(o, root).get("type") != "null"]
+        choices = spec.get(key) or []
+        options = [o for o in choices if _resolve(o, root).get("type") != "null"]
+        if deep and len(options) < len(choices):
+            return None  # a recursive schema ends where null is allowed
         if options:
-            return _placeholder(options[0], root)
+            return _placeholder(options[0], root, depth)
     kind = spec.get("type", "string")
     if isinstance(kind, list):  # ["string", "null"]
+        if deep and "null" in kind:
+            return None
         kind = next((k for k in kind if k != "null"), "string")
     if kind == "object" and spec.get("properties"):
-        return placeholder_arguments(spec, root)
+        return {} if deep else placeholder_arguments(spec, root, depth)
     if kind == "array" and isinstance(spec.get("items"), Mapping) and spec.get("minItems"):
-        return [_placeholder(spec["items"], root)] * int(spec["minItems"])
-    return _PLACEHOLDERS.get(kind, "example")
+        return [_placeholder(spec["items"], root, depth + 1)] * int(spec["minItems"])
+    value: Any = _PLACEHOLDERS.get(kind, "example")
+    if kind in ("integer", "number"):
+        low = spec.get("minimum", spec.get("exclusiveMinimum"))
+        high = spec.get("maximum", spec.get("exclusiveMaximum"))
+        if isinstance(low, int | float):
+            value = max(value, low + (1 if "exclusiveMinimum" in spec else 0))
+        if isinstance(high, int | float):
+            value = min(value, high - (1 if "exclusiveMaximum" in spec else 0))
+        if kind == "integer":
+            value = int(value)
+    elif kind == "string":
+        value = value.ljust(int(spec.get("minLength", 0)), "e")[: spec.get("maxLength")]
+    return value
 
 
 def tool_demonstrations(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -172,3 +172,27 @@ def test_bad_messages_name_the_problem(messages, needle):
 def test_bad_tool_schema_is_named():
     with pytest.raises(InvalidInputError, match="tool 0"):
         render_chat(tiny_tokenizer(), [{"role": "user", "content": "x"}], tools=[{"nope": 1}])
+
+
+def test_placeholders_of_recursive_and_bounded_schemas_validate():
+    import jsonschema
+
+    node = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 12},
+            "weight": {"type": "integer", "minimum": 5, "maximum": 9},
+            "ratio": {"type": "number", "exclusiveMaximum": 1},
+            "next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]},
+        },
+        "required": ["name", "weight", "ratio", "next"],
+    }
+    schema = {"$ref": "#/$defs/Node", "$defs": {"Node": node}}
+    # A required self-reference has valid finite instances only through its null
+    # option: the placeholder must stop there instead of recursing forever.
+    example = placeholder_arguments(schema)
+    jsonschema.validate(example, schema)
+    assert example["weight"] == 5 and len(example["name"]) >= 12 and example["ratio"] < 1
+    # Without a null option no finite valid instance exists; still no RecursionError.
+    me = {"type": "object", "properties": {"me": {"$ref": "#/$defs/Me"}}, "required": ["me"]}
+    assert isinstance(placeholder_arguments({"$ref": "#/$defs/Me", "$defs": {"Me": me}}), dict)

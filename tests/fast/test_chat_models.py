@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import threading
 import time
@@ -17,9 +18,10 @@ from pydantic import BaseModel
 from scorers import CountingScorer
 from tiny import tiny_pair
 
-from langchain_aligned import AlignedChatModel, BestOfN, Sampling, SpeculativeRejection
+from langchain_aligned import AlignedChatModel, BestOfN, Sampling, SpeculativeRejection, chat_models
 from langchain_aligned.decoding.base import (
     EVENT_DONE,
+    EVENT_SCORED,
     AlignmentStats,
     Result,
     Strategy,
@@ -386,19 +388,20 @@ def test_stream_metadata_floats_once_ints_summable():
 
 
 def test_stop_strings_cut_the_reply():
-    model = make(strategy=Sampling(), max_tokens=60, stop=["red"], seed=5)
     full = make(strategy=Sampling(), max_tokens=60, seed=5).invoke("hello").content
+    # A stop string taken from the reply itself, so the cut always happens.
+    word = full.split()[len(full.split()) // 2]
+    model = make(strategy=Sampling(), max_tokens=60, stop=[word], seed=5)
     reply = model.invoke("hello")
-    assert "red" not in reply.content
-    if "red" in full:
-        assert full.startswith(reply.content.rstrip())
-        assert reply.response_metadata["finish_reason"] == "stop"
+    assert word not in reply.content
+    assert full.startswith(reply.content.rstrip())
+    assert len(reply.content) < len(full)
+    assert reply.response_metadata["finish_reason"] == "stop"
     streamed = "".join(c.content for c in model.stream("hello"))
     assert streamed == reply.content
-    assert (
-        "2"
-        not in make(strategy=Sampling(), max_tokens=60, seed=5).invoke("hello", stop=["2"]).content
-    )
+    # Stop strings passed per call work too.
+    per_call = make(strategy=Sampling(), max_tokens=60, seed=5).invoke("hello", stop=[word])
+    assert per_call.content == reply.content
 
 
 def test_events_reach_handlers_on_every_path():
@@ -485,6 +488,30 @@ def test_unknown_tool_choice_is_named():
         make().bind_tools([add], tool_choice="mul")
 
 
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ({"type": "function", "function": {"name": "add"}}, "add"),
+        ({"type": "tool", "name": "add"}, "add"),
+        ({"type": "auto"}, None),
+        ({"type": "any"}, "any"),
+        ({"type": "required"}, "any"),
+        ({"type": "none"}, "none"),
+    ],
+)
+def test_provider_style_tool_choice_dicts(choice, expected):
+    assert make().bind_tools([add], tool_choice=choice).kwargs["tool_choice"] == expected
+
+
+def test_invalid_json_schemas_are_refused_when_bound():
+    bad = {"type": "function", "function": {"name": "f", "parameters": {"type": 3}}}
+    with pytest.raises(InvalidInputError, match="invalid parameters schema"):
+        make().bind_tools([bad])
+    for schema in ({"title": "T", "type": 3}, {"title": "T", "properties": {"a": {"type": 3}}}):
+        with pytest.raises(InvalidInputError, match="not a usable JSON schema"):
+            make().with_structured_output(schema)
+
+
 def test_json_validity_reward_reads_the_first_object_like_the_parser():
     model = make(strategy=Scripted("x", needs_reward=True))
     call = model._prepare(
@@ -564,3 +591,67 @@ def test_batch_under_max_concurrency_and_with_speculative_rejection():
     alone = [spr.invoke(p) for p in prompts[:2]]
     assert [m.content for m in out] == [m.content for m in alone]
     assert [_alignment(m)["rounds"] for m in out] == [_alignment(m)["rounds"] for m in alone]
+
+
+def test_async_calls_with_a_synchronous_handler_do_not_wait_on_each_other(monkeypatch):
+    # LangChain runs synchronous handlers in the loop's default executor. Decoding must
+    # not sit in that pool: with a 2-thread default pool and 4 concurrent calls, decoding
+    # threads there would wait for event handlers that can never get a thread.
+    monkeypatch.setattr(chat_models, "_EVENT_TIMEOUT", 2.0)  # a stall fails fast
+    runs: dict[Any, list[str]] = {}
+
+    class RunRecorder(BaseCallbackHandler):
+        def on_custom_event(self, name, data, *, run_id, **kwargs):
+            runs.setdefault(run_id, []).append(name)
+
+    llm = make(strategy=SpeculativeRejection(n=4, decision_tokens=2), callbacks=[RunRecorder()])
+    prompts = ["why is the sun red", "hello", "what", "the cat sat"]
+
+    async def run():
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        )
+        return await asyncio.gather(*(llm.ainvoke(p) for p in prompts))
+
+    start = time.perf_counter()
+    asyncio.run(run())
+    # Every call's events arrived, none dropped after a timeout.
+    assert sorted(names.count(EVENT_DONE) for names in runs.values()) == [1, 1, 1, 1]
+    assert time.perf_counter() - start < 60  # a stall would cost 2 s per event
+
+
+class FailsOn:
+    """Counting reward that raises for one prompt (after other requests were scored)."""
+
+    name = "fails-on"
+
+    def __init__(self, word):
+        self.word, self.inner = word, CountingScorer()
+
+    def score(self, conversation, completions):
+        if self.word in str(conversation):
+            raise RuntimeError(f"cannot score {self.word!r}")
+        return self.inner.score(conversation, completions)
+
+
+def test_a_batch_failing_mid_decode_never_repeats_output():
+    # Best-of-N scores the batch's requests in order: the first is scored and its events
+    # sent before the second's reward raises. The first must not be decoded (and its
+    # events sent) a second time; the third, which saw nothing yet, is decoded alone.
+    runs: dict[Any, list[str]] = {}
+
+    class RunRecorder(BaseCallbackHandler):
+        def on_custom_event(self, name, data, *, run_id, **kwargs):
+            runs.setdefault(run_id, []).append(name)
+
+    llm = make(strategy=BestOfN(n=2), reward=FailsOn("boom"))
+    out = llm.batch(
+        ["why is the sun red", "boom goes the model", "hello"],
+        {"callbacks": [RunRecorder()]},
+        return_exceptions=True,
+    )
+    assert isinstance(out[1], Exception) and "boom" in str(out[1])
+    assert all(names.count(EVENT_DONE) <= 1 for names in runs.values())
+    assert all(names.count(EVENT_SCORED) <= 1 for names in runs.values())
+    assert isinstance(out[2], AIMessage) and _alignment(out[2])["reward"] is not None
+    assert llm.invoke("still usable").content is not None

@@ -75,6 +75,17 @@ def test_tool_calls_parse_and_validate():
     ]
     assert rewards.parse_tool_calls("hello") == []
     assert rewards.ToolCallScorer([Person], require_call=False).score("q", ["hi"]) == [0.25]
+    # After a tool result an answer without a call is what an agent should do next: it
+    # scores like a valid call (unless a call is required), so a reward never pushes an
+    # agent into calling again and again.
+    after_result = [
+        {"role": "user", "content": "add 2 and 3"},
+        {"role": "assistant", "content": ok},
+        {"role": "tool", "content": "5"},
+    ]
+    optional = rewards.ToolCallScorer([tool], require_call=False)
+    assert optional.score(after_result, ["It is 5.", ok, broken]) == [1.0, 1.0, 0.0]
+    assert scorer.score(after_result, ["It is 5."]) == [0.0]
     with pytest.raises(rewards.InvalidScorerConfig, match="invalid parameters schema"):
         rewards.ToolCallScorer([{"name": "x", "parameters": {"type": 3}}])
 

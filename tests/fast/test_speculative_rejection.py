@@ -159,3 +159,30 @@ def test_failing_reward_is_named_and_model_stays_usable():
     with pytest.raises(RewardError, match="raising"):
         _run(SpeculativeRejection(n=4, decision_tokens=2), PROMPTS[0], 0, RaisingScorer())
     assert _run(SpeculativeRejection(n=4, decision_tokens=2), PROMPTS[0], 0).text is not None
+
+
+def test_decode_time_excludes_scoring_and_is_shared_equally():
+    # Several prompts decode together; each gets an equal share of the decode time,
+    # which excludes every reward call (slow here on purpose) of every pool.
+    import time
+
+    class SlowScorer(CountingScorer):
+        def score(self, conversation, completions):
+            time.sleep(0.05)
+            return super().score(conversation, completions)
+
+    start = time.perf_counter()
+    results = generate(
+        PAIR,
+        ["why is the sun red", "hello", "what"],
+        strategy=SpeculativeRejection(n=4, decision_tokens=2),
+        reward=SlowScorer(),
+        seed=0,
+        max_new_tokens=8,
+    )
+    elapsed = time.perf_counter() - start
+    shares = [r.stats.generation_seconds for r in results]
+    assert shares[0] > 0 and shares == [shares[0]] * 3
+    scoring = sum(r.stats.scoring_seconds for r in results)
+    assert scoring >= 0.05 * sum(r.stats.reward_calls for r in results)
+    assert sum(shares) + scoring <= elapsed

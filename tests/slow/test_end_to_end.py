@@ -82,9 +82,7 @@ def test_structured_output_into_a_pydantic_model():
     assert isinstance(out["raw"], AIMessage)
     alignment = out["raw"].response_metadata["alignment"]
     assert alignment["strategy"] == "best_of_n" and len(alignment["candidate_rewards"]) == 4
-    # Guaranteed: either a validated City or the parsing error is reported. A 135M
-    # model does not always produce a valid object (see docs/chat_model.md benchmark).
-    if out["parsing_error"] is None:
-        assert isinstance(out["parsed"], City)
-    else:
-        assert out["parsed"] is None
+    # With validity in the reward Best-of-4 returned a valid object for 30 of 30
+    # prompts in benchmarks/bench_structured.py; this prompt and seed must parse.
+    assert out["parsing_error"] is None
+    assert isinstance(out["parsed"], City) and out["parsed"].name
