@@ -63,6 +63,7 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
+import rewards
 from rewards.tool_call import parse_tool_calls
 
 from .decoding.base import Hooks, Result, Strategy
@@ -591,8 +592,6 @@ class AlignedChatModel(BaseChatModel):
             return self.reward
         with self._reward_lock:
             if self._default_reward is None:
-                import rewards
-
                 self._default_reward = rewards.default_scorer()
             return self._default_reward
 
@@ -603,8 +602,6 @@ class AlignedChatModel(BaseChatModel):
             return self.reward
         base = self._base_reward()
         extras: dict[Any, float] = {}
-        import rewards
-
         if call.tools:
             forced = call.tool_choice is not None
             tools = call.tools
@@ -1065,8 +1062,6 @@ class AlignedChatModel(BaseChatModel):
                 raise InvalidInputError(
                     f"tool {index} ({label}) has a schema that is not JSON-serialisable: {exc}"
                 ) from exc
-        import rewards
-
         try:  # the validity reward needs valid JSON schemas: check them now, not mid-call
             rewards.ToolCallScorer(formatted)
         except rewards.InvalidScorerConfig as exc:
@@ -1125,8 +1120,6 @@ class AlignedChatModel(BaseChatModel):
         else:
             # json_mode with a schema still shows and rewards the schema: it only makes
             # a valid object more likely.
-            import rewards
-
             try:  # the validity reward needs a valid JSON schema: check it now
                 json_schema = (
                     {"type": "object"} if schema is None else convert_to_json_schema(schema)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import Conversation, InvalidScorerConfig, RewardScorer
+from .base import Conversation, InvalidScorerConfig, RewardScorer, conversation_to_messages
 
 __all__ = ["ToolCallScorer", "normalize_tool", "parse_tool_calls"]
 
@@ -148,14 +148,8 @@ class ToolCallScorer(RewardScorer):
         return f"ToolCallScorer({', '.join(self.validators)})"
 
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
-        after_result = (
-            not self.require_call
-            and isinstance(conversation, Sequence)
-            and not isinstance(conversation, str)
-            and bool(conversation)
-            and isinstance(conversation[-1], Mapping)
-            and conversation[-1].get("role") == "tool"
-        )
+        messages = conversation_to_messages(conversation)
+        after_result = not self.require_call and bool(messages) and messages[-1]["role"] == "tool"
         no_call = 1.0 if after_result else self.no_call_reward
         out = []
         for text in completions:
