@@ -36,7 +36,14 @@ from langchain_aligned import (
     generate,
 )
 
-STEER = "You are relentlessly warm, cheerful and kind. Always answer with a positive tone."
+# The steering prompt was chosen on 8 held-out prompts (not the benchmark's): of five
+# candidates, this one raised mean VADER sentiment of SmolLM2-135M's plain sampling from
+# 0.52 (no system prompt) to 0.68; the earlier "relentlessly warm, cheerful and kind"
+# prompt *lowered* it to 0.48 — a 135M model copies words from a long instruction rather
+# than following its tone, so a short prompt made of the target words works better.
+STEER = "You love helping. Answer with joy and enthusiasm, using happy, kind, wonderful words."
+# The same prompt turned around, for the contrastive-reference row (not tuned).
+OPPOSITE = "You hate helping. Answer with gloom and irritation, using sad, dull, annoying words."
 
 
 def measure(model, strategy, prompts, max_new_tokens, gold, dtype, system=None):
@@ -61,6 +68,7 @@ def measure(model, strategy, prompts, max_new_tokens, gold, dtype, system=None):
         )
         rows.append(result)
     elapsed = time.perf_counter() - start
+    golds = [gold.score(p, [r.text])[0] for p, r in zip(prompts, rows, strict=True)]
     tokens = sum(len(r.token_ids) for r in rows)
     proposed = sum(r.stats.draft_tokens_proposed for r in rows)
     return {
@@ -70,9 +78,9 @@ def measure(model, strategy, prompts, max_new_tokens, gold, dtype, system=None):
         "acceptance_rate": sum(r.stats.draft_tokens_accepted for r in rows) / proposed
         if proposed
         else None,
-        "gold_reward": statistics.mean(
-            gold.score(p, [r.text])[0] for p, r in zip(prompts, rows, strict=True)
-        ),
+        "gold_reward": statistics.mean(golds),
+        # Kept per prompt so a shift can be read against its paired standard error.
+        "gold_per_prompt": golds,
         "tokens": tokens,
         "tokens_generated_per_returned": sum(r.stats.tokens_generated for r in rows)
         / max(tokens, 1),
@@ -116,6 +124,16 @@ def main() -> None:
                 "SSS normalized": RewardShiftedSampling(
                     draft=PromptSteeredDraft(STEER), num_draft_tokens=4, variant="normalized"
                 ),
+                # Not the paper's set-up: a draft reference steered the *opposite* way, so
+                # the ratio π_aligned/π_ref contrasts two prompts (as proxy-tuning does) and
+                # the target differs from the reference — the acceptance rule and the bonus
+                # token are exercised on a real model (with the default reference, the
+                # target's own prompt, every draft is accepted).
+                "SSS paper, contrastive reference (opposite prompt)": RewardShiftedSampling(
+                    draft=PromptSteeredDraft(STEER),
+                    draft_reference=PromptSteeredDraft(OPPOSITE),
+                    num_draft_tokens=4,
+                ),
                 # The aligned draft on its own: what SSS should reproduce when the
                 # draft reference is the target itself (π_target/π_ref = 1).
                 "steered sampling (the aligned draft alone)": (Sampling(), STEER),
@@ -135,11 +153,17 @@ def main() -> None:
             row = measure(model, strategy, prompts, max_new, gold, dtype, system)
             row["speed_vs_sampling"] = row["tokens_per_s"] / base["tokens_per_s"]
             row["gold_reward_shift"] = row["gold_reward"] - base["gold_reward"]
+            # Paired over prompts (same prompt and seed in both runs): the standard error
+            # of the mean per-prompt difference says which shifts are larger than noise.
+            diffs = [
+                a - b for a, b in zip(row["gold_per_prompt"], base["gold_per_prompt"], strict=True)
+            ]
+            row["gold_reward_shift_stderr"] = statistics.stdev(diffs) / len(diffs) ** 0.5
             entry[name] = row
             print(
                 f"[{setup}] {name:<42} acceptance {row['acceptance_rate'] or 0:.2f}  passes/token "
                 f"{row['target_passes_per_token']:.2f}  speed {row['speed_vs_sampling']:.2f}x  "
-                f"gold shift {row['gold_reward_shift']:+.3f}"
+                f"gold shift {row['gold_reward_shift']:+.3f} ± {row['gold_reward_shift_stderr']:.3f}"
             )
         results[setup] = entry
     path = write_json(
@@ -149,6 +173,7 @@ def main() -> None:
             "max_new_tokens": max_new,
             "gold": gold.name,
             "steer": STEER,
+            "opposite": OPPOSITE,
             "results": results,
         },
     )

@@ -31,6 +31,15 @@ def machine() -> dict[str, Any]:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
         ).stdout.strip()
+        # Code edited since that commit makes the commit alone a wrong record of what ran.
+        edited = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if commit and edited:
+            commit += " + uncommitted changes"
     except OSError:
         commit = ""
     return {

@@ -157,7 +157,12 @@ def speculative_section() -> str | None:
                 f"{r['tokens_per_s']:.1f}",
                 f"{r.get('speed_vs_sampling', 1.0):.2f}×",
                 f"{r['gold_reward']:.3f}",
-                f"{r.get('gold_reward_shift', 0.0):+.3f}",
+                f"{r.get('gold_reward_shift', 0.0):+.3f}"
+                + (
+                    f" ± {r['gold_reward_shift_stderr']:.3f}"
+                    if "gold_reward_shift_stderr" in r
+                    else ""
+                ),
             ]
             for method, r in methods.items()
         ]
@@ -171,14 +176,21 @@ def speculative_section() -> str | None:
                     "tok/s",
                     "speed vs sampling",
                     f"gold ({data['gold']})",
-                    "gold shift",
+                    "gold shift ± paired s.e.",
                 ],
                 rows,
             )
         )
     body = (
         f"{data['prompts']} prompts, {data['max_new_tokens']} new tokens, temperature 1; "
-        f"steering prompt of the aligned draft: “{data['steer']}”.\n\n" + "\n\n".join(parts)
+        f"steering prompt of the aligned draft: “{data['steer']}”"
+        + (
+            f"; opposite prompt of the contrastive reference: “{data['opposite']}”"
+            if "opposite" in data
+            else ""
+        )
+        + ". Shift = mean gold reward minus target sampling's, ± the standard error of the "
+        "per-prompt differences (same prompt and seed in both runs).\n\n" + "\n\n".join(parts)
     )
     return _section(
         "Speculative sampling and SSS",

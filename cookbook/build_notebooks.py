@@ -260,7 +260,7 @@ from langchain_aligned import (AlignedChatModel, PromptSteeredDraft, RewardShift
 
 MAX_TOKENS = 24 if SMALL else 64
 questions = ["Tell me about your weekend.", "Describe a rainy day.", "What do you think of Mondays?"][: 2 if SMALL else 3]
-steer = PromptSteeredDraft("You are relentlessly cheerful, warm and kind.")
+steer = PromptSteeredDraft("You love helping. Answer with joy and enthusiasm, using happy, kind, wonderful words.")
 sss = RewardShiftedSampling(draft=steer, draft_reference=PromptSteeredDraft(""), num_draft_tokens=4)
 gold = rewards.SentimentScorer()  # measured by a different scorer than the steering""",
     ),
