@@ -258,23 +258,39 @@ import rewards
 from langchain_aligned import (AlignedChatModel, PromptSteeredDraft, RewardShiftedSampling,
                                Sampling, SpeculativeSampling)
 
-MAX_TOKENS = 24 if SMALL else 64
+MAX_TOKENS = 24 if SMALL else 48
 questions = ["Tell me about your weekend.", "Describe a rainy day.", "What do you think of Mondays?"][: 2 if SMALL else 3]
 steer = PromptSteeredDraft("You love helping. Answer with joy and enthusiasm, using happy, kind, wonderful words.")
-sss = RewardShiftedSampling(draft=steer, draft_reference=PromptSteeredDraft(""), num_draft_tokens=4)
+# Default draft reference: the target's own weights and prompt, the natural π_draft of a prompt-steered draft.
+sss = RewardShiftedSampling(draft=steer, num_draft_tokens=4)
+# A reference steered the opposite way contrasts two prompts (not the paper's set-up).
+opposite = PromptSteeredDraft("You hate helping. Answer with gloom and irritation, using sad, dull, annoying words.")
+sss_contrastive = RewardShiftedSampling(draft=steer, draft_reference=opposite, num_draft_tokens=4)
 gold = rewards.SentimentScorer()  # measured by a different scorer than the steering""",
+    ),
+    (
+        "md",
+        """\
+With the default reference, π_ref/π_draft = 1 at every position: every draft is accepted
+and SSS samples from the aligned draft, as equations 6 and 7 imply. With the contrastive
+reference the target differs from the reference, so some drafts are rejected and the
+recovered tokens come from norm((π_r^draft·(π_ref/π_draft − 1))₊). On a 135M model a tone
+prompt moves sentiment only a little; `benchmarks/bench_speculative.py` measures it over
+20 prompts with standard errors (`docs/speculative.md`).""",
     ),
     (
         "code",
         """\
-for name, strategy in {"target sampling": Sampling(), "SSS (prompt-steered)": sss}.items():
+strategies = {"target sampling": Sampling(), "SSS (default reference)": sss,
+              "SSS (contrastive reference)": sss_contrastive}
+for name, strategy in strategies.items():
     model = AlignedChatModel(strategy=strategy, max_tokens=MAX_TOKENS, seed=0, reward=gold)
     for question in questions:
         message = model.invoke(question)
         stats = message.response_metadata["alignment"]
         sentiment = gold.score(question, [message.content])[0]
         acc = stats.get("acceptance_rate")
-        print(f"{name:<22} sentiment {sentiment:+.2f}  acceptance {acc if acc is None else round(acc, 2)}  "
+        print(f"{name:<28} sentiment {sentiment:+.2f}  acceptance {acc if acc is None else round(acc, 2)}  "
               f"target passes {stats['target_forward_passes']}  | {message.content[:60]!r}")""",
     ),
     (
