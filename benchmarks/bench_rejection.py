@@ -13,9 +13,12 @@ et al. (NeurIPS 2024):
   scores 100;
 * **relative compute** — Σ time of the method ÷ Σ time of the reference (one device for
   every method here, so no GPU-count factor). The time is the process's CPU time, which
-  equals wall time on an idle machine with one torch thread but, unlike wall time, is
-  barely moved by other programs on the machine; the wall-time ratio and the ratio of
-  tokens decoded are reported beside it;
+  equals wall time on an idle machine with one torch thread and is far less moved by
+  other programs than wall time — but not immune: caches and memory bandwidth are
+  shared, and Best-of-64's CPU time differed by 32 % between two runs under different
+  loads. Read speedups as ±30 % on a busy machine; the ratio of tokens decoded, the KV
+  cache and the scores are exact (scores are deterministic under the per-prompt seeds).
+  The wall-time ratio is reported beside it;
 * **speedup** — for a Speculative Rejection point (x_s, y_s), log-compute is interpolated
   linearly in score between the two Best-of-N points around y_s; speedup = x_BoN(y_s)/x_s
   (a lower bound "≥" when y_s is above every Best-of-N point).
@@ -44,7 +47,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import rewards
-from benchmarks.common import RESULTS, plot_path, write_json
+from benchmarks.common import RESULTS, machine, plot_path, write_json
 from benchmarks.prompts import PROMPTS
 from langchain_aligned import BestOfN, SpeculativeRejection, generate
 from langchain_aligned.models import load_model
@@ -157,13 +160,20 @@ def summarize_partial(model: str, args: argparse.Namespace) -> None:
     if not complete:
         raise SystemExit(f"no complete n level in the checkpoints of {model}")
     args.n = complete
-    results = {
-        k: v
-        for k, v in results.items()
-        if any(k == f"BoN n={n}" or k in {f"SpR n={n} α={a}" for a in args.alpha} for n in complete)
-    }
+    # In the order a single run decodes them: by n, Best-of-N first, then each α.
+    order = [m for n in complete for m in (f"BoN n={n}", *(f"SpR n={n} α={a}" for a in args.alpha))]
+    results = {name: results[name] for name in order}
     reward = rewards.default_scorer()
-    summarize(model, args, PROMPTS[: args.prompts], reward, results)
+    summarize(
+        model,
+        args,
+        PROMPTS[: args.prompts],
+        reward,
+        results,
+        # The machine record above this file is the summarising process's; the methods
+        # were decoded by the processes that wrote the checkpoints (possibly in parallel).
+        provenance={"summarised_from_checkpoints": str(checkpoint_dir(model).relative_to(RESULTS))},
+    )
 
 
 def run_model(model: str, args: argparse.Namespace) -> None:
@@ -190,12 +200,14 @@ def run_model(model: str, args: argparse.Namespace) -> None:
         results[name] = run_method(model, strategy, prompts, reward, args.max_new_tokens)
         slug = name.replace(" ", "_").replace("=", "").replace("α", "alpha")
         (folder / f"{slug}.json").write_text(
-            json.dumps({"config": config, "method": name, "rows": results[name]})
+            json.dumps(
+                {"config": config, "method": name, "machine": machine(), "rows": results[name]}
+            )
         )
     summarize(model, args, prompts, reward, results)
 
 
-def summarize(model, args, prompts, reward, results) -> None:
+def summarize(model, args, prompts, reward, results, provenance=None) -> None:
     reference = f"BoN n={max(args.n)}"
     ref_rows = results[reference]
     ref_time = sum(r["cpu_seconds"] for r in ref_rows)
@@ -254,6 +266,7 @@ def summarize(model, args, prompts, reward, results) -> None:
             "reference": reference,
             "summary": summary,
             "per_prompt": results,
+            **(provenance or {}),
         },
     )
     import matplotlib

@@ -118,7 +118,15 @@ def rejection_sections() -> list[str]:
             f"Model {data['model']}, reward {data['reward']}, {data['prompts']} prompts, "
             f"{data['max_new_tokens']} new tokens, first decision after τ = "
             f"{data['decision_tokens']} tokens; reference {data['reference']} (definitions in "
-            "`docs/rejection.md`).\n\n"
+            "`docs/rejection.md`)."
+            + (
+                " The methods were decoded by parallel processes under different loads and"
+                " summarised from checkpoints: wall-time ratios are not comparable across"
+                " methods, CPU-time ratios only roughly (see `docs/rejection.md`)."
+                if "summarised_from_checkpoints" in data
+                else ""
+            )
+            + "\n\n"
             + _table(
                 [
                     "method",
