@@ -125,9 +125,9 @@ def main() -> None:
                     draft=PromptSteeredDraft(STEER), num_draft_tokens=4, variant="normalized"
                 ),
                 # Not the paper's set-up: a draft reference steered the *opposite* way, so
-                # the ratio π_aligned/π_ref contrasts two prompts (as proxy-tuning does) and
-                # the target differs from the reference — the acceptance rule and the bonus
-                # token are exercised on a real model (with the default reference, the
+                # the ratio π_r^draft/π_draft contrasts two prompts (as proxy-tuning does) and
+                # the target differs from the reference — the acceptance rule and the
+                # recovered token are exercised on a real model (with the default reference, the
                 # target's own prompt, every draft is accepted).
                 "SSS paper, contrastive reference (opposite prompt)": RewardShiftedSampling(
                     draft=PromptSteeredDraft(STEER),
@@ -135,7 +135,7 @@ def main() -> None:
                     num_draft_tokens=4,
                 ),
                 # The aligned draft on its own: what SSS should reproduce when the
-                # draft reference is the target itself (π_target/π_ref = 1).
+                # draft reference is the target itself (π_ref/π_draft = 1).
                 "steered sampling (the aligned draft alone)": (Sampling(), STEER),
                 "Best-of-2 (gold scorer)": BestOfN(n=2),
                 "Best-of-4 (gold scorer)": BestOfN(n=4),

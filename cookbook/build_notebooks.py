@@ -242,7 +242,7 @@ NOTEBOOKS["03_weak_to_strong_sss"] = [
 SSS (Li et al., EMNLP 2025) uses three models sharing a vocabulary: a large unaligned
 **target** π_ref, a small unaligned **draft reference** π_draft and a small **aligned draft**
 π_r^draft. Drafts come from the aligned draft; a draft token is accepted with probability
-min(1, π_ref/π_draft); at the first rejection the bonus token is drawn from
+min(1, π_ref/π_draft); at the first rejection the recovered token is drawn from
 norm((π_r^draft·(π_ref/π_draft − 1))₊). The result approximates π_ref·exp(r/β) with no
 reward model at decode time.
 
