@@ -44,6 +44,7 @@ import math
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 import rewards
@@ -53,6 +54,20 @@ from langchain_aligned import BestOfN, SpeculativeRejection, generate
 from langchain_aligned.models import load_model
 
 MODELS = ["smollm2-135m-instruct", "gemma-3-270m"]
+
+
+def kv_bytes_per_slot(model: str) -> int:
+    """Bytes one cache slot (one position of one row) takes in the target's KV cache:
+    keys and values for every layer, in the weights' dtype. Exact for the prompts here,
+    which stay shorter than any sliding attention window (so every layer keeps every
+    position)."""
+    handle = load_model(model)
+    config = handle.model.config.get_text_config()
+    head_dim = getattr(config, "head_dim", None) or (
+        config.hidden_size // config.num_attention_heads
+    )
+    element = torch.finfo(handle.dtype).bits // 8
+    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * element
 
 
 def run_method(model, strategy, prompts, reward, max_new_tokens):
@@ -209,6 +224,7 @@ def run_model(model: str, args: argparse.Namespace) -> None:
 
 def summarize(model, args, prompts, reward, results, provenance=None) -> None:
     reference = f"BoN n={max(args.n)}"
+    slot_bytes = kv_bytes_per_slot(model)
     ref_rows = results[reference]
     ref_time = sum(r["cpu_seconds"] for r in ref_rows)
     ref_wall = sum(r["seconds"] for r in ref_rows)
@@ -229,6 +245,7 @@ def summarize(model, args, prompts, reward, results, provenance=None) -> None:
             "relative_tokens": sum(r["tokens"] for r in rows) / ref_tokens,
             "tokens_decoded": sum(r["tokens"] for r in rows),
             "peak_cache_slots": max(r["peak_cache_slots"] for r in rows),
+            "peak_kv_cache_mib": max(r["peak_cache_slots"] for r in rows) * slot_bytes / 2**20,
             "reward_calls": sum(r["reward_calls"] for r in rows),
             "seconds": sum(r["seconds"] for r in rows),
             "cpu_seconds": sum(r["cpu_seconds"] for r in rows),

@@ -105,7 +105,9 @@ def rejection_sections() -> list[str]:
                 f"{s['improvement_score']:.1f}",
                 f"{s['relative_compute']:.2f}",
                 f"{s['relative_tokens']:.2f}",
-                s["peak_cache_slots"],
+                s["peak_cache_slots"]
+                if "peak_kv_cache_mib" not in s
+                else f"{s['peak_cache_slots']} ({s['peak_kv_cache_mib']:.0f} MiB)",
                 s["reward_calls"],
                 speedup,
             ]
