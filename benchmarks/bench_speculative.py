@@ -36,11 +36,11 @@ from langchain_aligned import (
     generate,
 )
 
-# The steering prompt was chosen on 8 held-out prompts (not the benchmark's): of five
-# candidates, this one raised mean VADER sentiment of SmolLM2-135M's plain sampling from
-# 0.52 (no system prompt) to 0.68; the earlier "relentlessly warm, cheerful and kind"
-# prompt *lowered* it to 0.48 — a 135M model copies words from a long instruction rather
-# than following its tone, so a short prompt made of the target words works better.
+# The steering prompt was picked by hand among five candidates on 8 held-out prompts
+# (not the benchmark's; a one-off check, not a benchmark): it gave the highest VADER
+# sentiment there, while the earlier "relentlessly warm, cheerful and kind" prompt gave
+# less than no system prompt at all — a 135M model copies words from an instruction more
+# than it follows its tone, so a short prompt made of the target words works better.
 STEER = "You love helping. Answer with joy and enthusiasm, using happy, kind, wonderful words."
 # The same prompt turned around, for the contrastive-reference row (not tuned).
 OPPOSITE = "You hate helping. Answer with gloom and irritation, using sad, dull, annoying words."
