@@ -24,7 +24,14 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
-from .decoding.base import EVENT_DONE, EVENT_PREFIX, EVENT_ROUND, EVENT_SCORED, EVENT_VERIFY
+from .decoding.base import (
+    EVENT_DONE,
+    EVENT_PREFIX,
+    EVENT_ROUND,
+    EVENT_SCORED,
+    EVENT_VERIFY,
+    sum_stats,
+)
 
 __all__ = [
     "EVENT_DONE",
@@ -97,6 +104,8 @@ class AlignmentStatsHandler(BaseCallbackHandler):
             for r in records
             if r.get("strategy") == "speculative_rejection"
         )
+        # Requests decoded in one batch share its forward passes: count them once.
+        shared = sum_stats(records)
         return {
             "calls": len(records),
             "strategies": sorted({r.get("strategy", "?") for r in records}),
@@ -114,6 +123,8 @@ class AlignmentStatsHandler(BaseCallbackHandler):
             ),
             "tokens_saved_vs_best_of_n": saved,
             "reward_calls": sum(r.get("reward_calls", 0) for r in records),
+            "target_forward_passes": shared["target_forward_passes"],
+            "draft_forward_passes": shared["draft_forward_passes"],
             "events": events,
         }
 

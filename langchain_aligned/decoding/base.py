@@ -18,11 +18,12 @@ Terms (see also the engine's module docstring):
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -36,6 +37,8 @@ __all__ = [
     "EVENT_ROUND",
     "EVENT_SCORED",
     "EVENT_VERIFY",
+    "PER_BATCH_FIELDS",
+    "SUMMED_FIELDS",
     "AlignmentStats",
     "Conversation",
     "Hooks",
@@ -43,9 +46,11 @@ __all__ = [
     "Result",
     "RoundStats",
     "Strategy",
+    "new_batch_id",
     "new_seed",
     "score_replies",
     "score_texts",
+    "sum_stats",
 ]
 
 Conversation = str | Sequence[Mapping[str, Any]]
@@ -123,8 +128,17 @@ class RoundStats:
 class AlignmentStats:
     """What one strategy run did for one request.
 
-    Integer fields are counters (safe to sum across chunks or calls); floats and
-    lists describe the run as a whole.
+    Requests decoded together share forward passes, so two kinds of field exist:
+
+    * **per request** — the request's own work: candidates, tokens, draft tokens,
+      reward calls, scoring time, and ``generation_seconds`` (its share of the
+      batch's decoding time). Summing them over the results of a call gives the
+      call's totals.
+    * **per batch** (:data:`PER_BATCH_FIELDS`) — the work of the forward passes the
+      request shared with the other requests of its batch (``target_forward_passes``,
+      ``draft_forward_passes``, ``prefill_passes``, ``peak_batch_size``,
+      ``peak_cache_slots``). Every result of one batch reports the same figures and
+      the same ``batch`` id; count them once per batch — :func:`sum_stats` does.
     """
 
     strategy: str
@@ -144,27 +158,38 @@ class AlignmentStats:
     prompt_tokens: int = 0
     """Tokens of the rendered prompt."""
     draft_tokens_proposed: int = 0
-    """Tokens proposed by the draft model (speculative strategies)."""
+    """Draft tokens verified for this request (speculative strategies). Near the
+    length cap a step proposes no more tokens than the reply can still take."""
     draft_tokens_accepted: int = 0
-    """Proposed tokens that were accepted."""
+    """Verified draft tokens that were accepted *and* are part of the reply: an
+    end-of-sequence token, a stop string or the length cap cut an accepted run, and
+    the tokens cut (and the end-of-sequence token itself) are not counted."""
     acceptance_per_step: list[float] = field(default_factory=list)
     """Accepted ÷ proposed in each verification step, in order."""
     target_forward_passes: int = 0
-    """Forward passes of the target model (prefills included)."""
+    """Forward calls on the target's weights, prefills included — also those made
+    by a prompt-steered draft or reference that runs on the target's weights
+    (per batch)."""
     draft_forward_passes: int = 0
-    """Forward passes of draft models."""
+    """Forward calls on other weights: draft and draft-reference models (per batch)."""
     prefill_passes: int = 0
-    """Target forward passes that started a KV cache (never repeated per round)."""
+    """Forward calls on the target's weights that started a KV cache; never repeated
+    per round (per batch)."""
     reward_calls: int = 0
     """Calls to the reward scorer."""
     reward_texts_scored: int = 0
     """Texts scored across those calls."""
     peak_batch_size: int = 0
-    """Most rows in one target forward pass."""
+    """Most rows in one forward pass on the target's weights (per batch)."""
     peak_cache_slots: int = 0
-    """Most ``rows × slots`` held in the target's KV cache (a memory proxy)."""
+    """Most ``rows × slots`` held in one KV cache on the target's weights, a memory
+    proxy (per batch)."""
+    batch: int | None = None
+    """Id of the batch whose forward passes this request shared; results with the same
+    id report the same per-batch figures."""
     generation_seconds: float = 0.0
-    """Wall time spent decoding."""
+    """This request's share of its batch's decoding wall time (the batch's time divided
+    by its requests), so sums over a call give the call's decoding time."""
     scoring_seconds: float = 0.0
     """Wall time spent in the reward scorer."""
     seed: int | None = None
@@ -179,8 +204,16 @@ class AlignmentStats:
             return None
         return self.draft_tokens_accepted / self.draft_tokens_proposed
 
-    def add_counters(self, counters: EngineCounters, *, target: bool = True) -> None:
-        """Fold an engine's counters into these statistics."""
+    def add_counters(
+        self, counters: EngineCounters, *, target: bool = True, batch: int | None = None
+    ) -> None:
+        """Fold the counters of a batch's forward passes into these statistics.
+
+        ``target`` says whether they ran on the target's weights; ``batch`` is the
+        batch's id (:func:`new_batch_id`).
+        """
+        if batch is not None:
+            self.batch = batch
         if target:
             self.target_forward_passes += counters.forward_passes
             self.prefill_passes += counters.prefill_passes
@@ -195,6 +228,63 @@ class AlignmentStats:
         data["acceptance_rate"] = self.acceptance_rate
         data["total_seconds"] = self.generation_seconds + self.scoring_seconds
         return data
+
+
+PER_BATCH_FIELDS = (
+    "target_forward_passes",
+    "draft_forward_passes",
+    "prefill_passes",
+    "peak_batch_size",
+    "peak_cache_slots",
+)
+"""Fields of :class:`AlignmentStats` shared by every request of one batch."""
+
+SUMMED_FIELDS = (
+    "num_candidates",
+    "tokens_generated",
+    "tokens_returned",
+    "prompt_tokens",
+    "draft_tokens_proposed",
+    "draft_tokens_accepted",
+    "reward_calls",
+    "reward_texts_scored",
+    "generation_seconds",
+    "scoring_seconds",
+)
+"""Per-request fields of :class:`AlignmentStats` whose sum is a total."""
+
+_BATCH_IDS = itertools.count(1)
+
+
+def new_batch_id() -> int:
+    """A process-wide unique id for one batch of shared forward passes."""
+    return next(_BATCH_IDS)
+
+
+def sum_stats(stats: Iterable[AlignmentStats | Mapping[str, Any]]) -> dict[str, Any]:
+    """Totals over many requests' statistics (objects or their ``to_dict()``).
+
+    Per-request fields are summed; per-batch fields are counted once per ``batch``
+    id (summed over batches, except the peaks, whose maximum is taken), so the
+    results of one call never count a shared forward pass twice.
+    """
+    records = [s.to_dict() if isinstance(s, AlignmentStats) else dict(s) for s in stats]
+    totals: dict[str, Any] = {
+        name: sum(r.get(name) or 0 for r in records) for name in SUMMED_FIELDS
+    }
+    batches: dict[Any, dict[str, Any]] = {}
+    for position, record in enumerate(records):
+        # A record without a batch id shared its passes with no one.
+        key = record.get("batch") if record.get("batch") is not None else ("alone", position)
+        batches.setdefault(key, record)
+    for name in PER_BATCH_FIELDS:
+        values = [b.get(name) or 0 for b in batches.values()]
+        totals[name] = max(values, default=0) if name.startswith("peak_") else sum(values)
+    totals["requests"] = len(records)
+    totals["batches"] = len(batches)
+    proposed = totals["draft_tokens_proposed"]
+    totals["acceptance_rate"] = totals["draft_tokens_accepted"] / proposed if proposed else None
+    return totals
 
 
 @dataclass

@@ -29,6 +29,7 @@ from .base import (
     Request,
     Result,
     Strategy,
+    new_batch_id,
     score_texts,
 )
 from .engine import Candidate, DecodeCancelled, DecodingEngine, EngineCounters
@@ -98,7 +99,7 @@ class BestOfN(Strategy):
             groups.setdefault(request.params, []).append(index)
         results: dict[int, Result] = {}
         for params, members in groups.items():
-            counters = EngineCounters()
+            counters, batch = EngineCounters(), new_batch_id()
             start = time.perf_counter()
             candidates = [c for i in members for c in pools[i][1]]
             size = self.batch_size([requests[i] for i in members], len(candidates))
@@ -111,10 +112,10 @@ class BestOfN(Strategy):
             elapsed = time.perf_counter() - start
             for index in members:
                 request, (stats, own) = requests[index], pools[index]
-                # Forward passes are shared by the group; each request reports them,
-                # its own sampled tokens and its share of the decoding time.
+                # Forward passes are shared by the group (one batch id); each request
+                # reports them, its own sampled tokens and its share of the decoding time.
                 stats.generation_seconds = elapsed / len(members)
-                stats.add_counters(counters)
+                stats.add_counters(counters, batch=batch)
                 stats.tokens_generated = sum(c.tokens_sampled for c in own)
                 # Every candidate is scored once, all in one call, so scores are comparable.
                 scores = score_texts(

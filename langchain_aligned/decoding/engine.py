@@ -303,9 +303,20 @@ class DecodingEngine:
         state.next_logits = None
 
     # ----------------------------------------------------------------- decoding
+    def vocab_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits ``[..., logits]`` restricted to the tokenizer's vocabulary ``[..., vocab]``.
+
+        Output layers are often padded wider than the tokenizer (and models sharing
+        one tokenizer may be padded differently: Qwen2.5-0.5B has 151,936 logits,
+        Qwen2.5-7B 152,064); padded ids are no tokens, so they are cut off before any
+        distribution is formed, and every model of a speculative strategy yields
+        ``[..., vocab]`` tensors of one width.
+        """
+        return logits[..., : self.vocab_size] if logits.shape[-1] > self.vocab_size else logits
+
     def distributions(self, logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-        """Warp logits ``[..., logits]`` into sampling distributions ``[..., logits]``."""
-        return warp(logits, params, self.vocab_size)
+        """Warp logits ``[..., logits]`` into sampling distributions ``[..., vocab]``."""
+        return warp(self.vocab_logits(logits), params)
 
     def sample(self, state: DecodeState, params: SamplingParams) -> torch.Tensor:
         """Draw each row's next token from ``state.next_logits``: ``[rows]``."""
@@ -443,7 +454,7 @@ class DecodingEngine:
         if longest == 0:
             return [torch.zeros(0) for _ in continuations]
         logits = self.feed(state, chunks, keep=longest + 1)  # [rows, longest+1, logits]
-        logits = logits[..., : self.vocab_size] if logits.shape[-1] > self.vocab_size else logits
+        logits = self.vocab_logits(logits)
         out = []
         for row, cont in enumerate(continuations):
             n = len(cont)

@@ -22,19 +22,37 @@ by **p̃ = π_ref · π_r^draft / π_draft**. Each step:
 With q = π_r^draft these are exactly speculative sampling's rules toward p̃ (step 2 is
 min(1, p̃/q), step 3 is norm((p̃ − q)₊)), so the shared kernel
 :func:`~langchain_aligned.decoding.speculative_sampling.speculative_accept` runs on the
-weights p̃ computed here. It samples p̃ exactly per token only when Σ_v p̃(v) = 1.
+weights computed here (:func:`reward_shifted_weights`). It samples p̃ exactly per
+token only when Σ_v p̃(v) = 1; the ``"normalized"`` variant makes it so.
+
+Sampling parameters (temperature T, top-k, top-p) — one definition for both variants:
+
+* the tilt **p̃ ∝ π_ref·π_r^draft/π_draft** is formed from the three models'
+  *untruncated* log-probabilities (log p̃ = log π_ref + log π_r^draft − log π_draft),
+  so a token outside one model's top-k is never vetoed by a zero;
+* the request's temperature, top-k and top-p then shape p̃ exactly as they shape p
+  in plain sampling: **p̃_w = warp(log p̃)** (temperature divides log p̃, top-k and
+  top-p keep p̃'s own most likely tokens). Greedy decoding takes argmax p̃;
+* the draft proposes from **q = warp(log π_r^draft)**, the aligned draft sampled with
+  the same parameters;
+* ``variant="normalized"`` verifies against p̃_w: every token is drawn exactly from
+  p̃_w (speculative sampling toward a distribution);
+* ``variant="paper"`` verifies against **Z_T·p̃_w**, where Z_T = Σ_v π_ref,T·π_r,T^draft
+  /π_draft,T is the mass of the paper's unnormalised product of the three models at
+  temperature T. With T = 1 and no truncation this is equations 6 and 7 exactly
+  (accept with min(1, π_ref/π_draft), residual norm((π_r^draft·(π_ref/π_draft − 1))₊));
+  with a temperature alone it is those equations on the tempered models; top-k and
+  top-p shape it like p̃_w. Its per-token law is min(q, Z·p̃_w) + (1 − Σ min(q, Z·p̃_w))
+  ·norm((Z·p̃_w − q)₊), which equals p̃_w only when Z = 1.
 
 Choices the paper leaves open, made here and tested:
 
 * **All γ drafts accepted** — the paper is silent; like speculative sampling, a bonus
-  token is drawn from norm(p̃) at position γ+1 (the aligned draft computes
-  π_r^draft there with one extra small forward pass).
-* **π_draft(v) = 0** — the shift π_r^draft/π_draft is undefined; such tokens keep the
-  target's weight (p̃(v) = π_ref(v)). A position where p̃ is 0 everywhere (the aligned
-  draft gives no mass to any token the target allows) keeps π_ref.
-* ``variant="normalized"`` divides p̃ by Z = Σ_v p̃(v) at each position (accept with
-  min(1, p̃/(Z·q)), residual norm((p̃/Z − q)₊)), which samples exactly from the
-  per-token normalised p̃; Z is free because all three distributions are computed.
+  token is drawn from the verified weights at position γ+1 (the aligned draft
+  computes its logits there with one extra small forward pass).
+* **π_draft(v) = 0** (a reference whose head gives some token no mass) — the shift
+  π_r^draft/π_draft is undefined; such tokens keep the target's weight. A position
+  where p̃ is 0 everywhere keeps π_ref.
 
 Differences from the public SSS code (which this module does not reproduce): that code
 divides by the aligned draft, takes the bonus token by argmax of norm(p̃) without the
@@ -54,71 +72,98 @@ from ..errors import InvalidInputError
 from .base import Hooks, Request, Result, Strategy, score_replies
 from .drafts import PromptSteeredDraft, bind_draft
 from .engine import DecodingEngine
+from .params import SamplingParams, warp
 from .speculative_sampling import _check_gamma, run_speculative, speculative_accept
 
 __all__ = ["RewardShiftedSampling", "reward_shifted_accept", "reward_shifted_weights"]
 
 VARIANTS = ("paper", "normalized")
+_UNWARPED = SamplingParams()  # temperature 1, no top-k / top-p
 
 
 def reward_shifted_weights(
-    p_target: torch.Tensor,
-    q_aligned: torch.Tensor,
-    p_draft_reference: torch.Tensor,
+    target_logits: torch.Tensor,
+    aligned_logits: torch.Tensor,
+    reference_logits: torch.Tensor,
+    params: SamplingParams = _UNWARPED,
     variant: str = "paper",
 ) -> torch.Tensor:
-    """p̃ = π_ref · π_r^draft / π_draft per position (``[..., vocab]`` each).
+    """The weights SSS verifies draft tokens against, ``[..., vocab]``.
 
-    ``variant="normalized"`` returns p̃ / Σ_v p̃(v).
+    Args:
+        target_logits: ``[..., vocab]`` logits (or log-probabilities) of π_ref.
+        aligned_logits: ``[..., vocab]`` logits of π_r^draft.
+        reference_logits: ``[..., vocab]`` logits of π_draft.
+        params: the request's temperature / top-k / top-p.
+        variant: ``"normalized"`` returns p̃_w, a distribution; ``"paper"`` returns
+            Z·p̃_w (see the module docstring).
     """
     if variant not in VARIANTS:
         raise InvalidInputError(f"variant={variant!r}: use 'paper' or 'normalized'")
-    p_target = p_target.float()
-    q_aligned = q_aligned.float()
-    p_draft_reference = p_draft_reference.float()
+    # The tilt log p̃ = log π_ref + log π_r^draft − log π_draft from the untruncated
+    # log-probabilities, so a token outside one model's top-k is never vetoed.
+    tilt = _tilt(target_logits, aligned_logits, reference_logits)  # [..., vocab]
+    # The request's temperature, top-k and top-p shape p̃ as they shape p in plain
+    # sampling: p̃_w = warp(log p̃).
+    shaped = warp(tilt, params)  # [..., vocab]
+    if variant == "normalized" or params.greedy:
+        return shaped
+    # The paper's rule verifies against the unnormalised product of the three models'
+    # distributions at the request's temperature; its mass Z = Σ_v π_ref·π_r^draft/π_draft
+    # (not 1 in general) is what makes it inexact. Keep that mass on the warped shape.
+    t = params.temperature
+    tempered = _tilt(target_logits / t, aligned_logits / t, reference_logits / t)
+    mass = tempered.logsumexp(-1, keepdim=True).exp()  # [..., 1] Z
+    return shaped * mass
+
+
+def _tilt(target: torch.Tensor, aligned: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """log π_ref + log π_r^draft − log π_draft, ``[..., vocab]`` (−inf where p̃ = 0)."""
+    log_target = target.float().log_softmax(-1)
+    log_aligned = aligned.float().log_softmax(-1)
+    log_reference = reference.float().log_softmax(-1)
     # The reward shift exp(r/β) ≈ π_r^draft/π_draft; where π_draft = 0 it is undefined
-    # and the target's weight is kept.
-    defined = p_draft_reference > 0
-    shift = torch.where(
-        defined, q_aligned / p_draft_reference.clamp(min=1e-30), torch.ones_like(q_aligned)
-    )
-    weights = p_target * shift  # [..., vocab]
+    # and the target's weight is kept (shift 1).
+    defined = torch.isfinite(log_reference)
+    shift = torch.where(defined, log_aligned - log_reference, torch.zeros_like(log_aligned))
+    tilt = log_target + shift
     # If the shift removes all of the target's mass (π_r^draft = 0 wherever π_ref > 0),
-    # p̃ is identically 0 and defines no distribution: keep the target's weights.
-    empty = weights.sum(-1, keepdim=True) <= 0
-    weights = torch.where(empty, p_target, weights)
-    if variant == "normalized":
-        weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-30)
-    return weights
+    # p̃ is identically 0 and defines no distribution: keep the target's.
+    empty = ~torch.isfinite(tilt).any(-1, keepdim=True)
+    return torch.where(empty, log_target, tilt)
 
 
 def reward_shifted_accept(
-    p_target: torch.Tensor,
-    q_aligned: torch.Tensor,
-    p_draft_reference: torch.Tensor,
+    target_logits: torch.Tensor,
+    aligned_logits: torch.Tensor,
+    reference_logits: torch.Tensor,
     draft_tokens: torch.Tensor,
     accept_uniforms: torch.Tensor,
     recover_uniforms: torch.Tensor,
+    params: SamplingParams = _UNWARPED,
     variant: str = "paper",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SSS's acceptance rule (equations 6 and 7, or the normalised variant).
 
     Args:
-        p_target: ``[batch, γ+1, vocab]`` π_ref at the γ+1 positions.
-        q_aligned: ``[batch, γ+1, vocab]`` π_r^draft at the γ+1 positions (the last one
-            is used only for the bonus token).
-        p_draft_reference: ``[batch, γ+1, vocab]`` π_draft at the γ+1 positions.
+        target_logits: ``[batch, γ+1, vocab]`` π_ref's logits at the γ+1 positions.
+        aligned_logits: ``[batch, γ+1, vocab]`` π_r^draft's logits at the γ+1 positions
+            (the draft tokens were drawn from ``warp`` of the first γ; the last one is
+            used only for the bonus token).
+        reference_logits: ``[batch, γ+1, vocab]`` π_draft's logits at the γ+1 positions.
         draft_tokens, accept_uniforms, recover_uniforms: as in
             :func:`~langchain_aligned.decoding.speculative_sampling.speculative_accept`.
+        params: the request's temperature / top-k / top-p.
 
     Returns:
         ``(num_accepted, next_token)``, both ``[batch]``.
     """
     gamma = draft_tokens.shape[1]
-    weights = reward_shifted_weights(p_target, q_aligned, p_draft_reference, variant)
-    return speculative_accept(
-        weights, q_aligned[:, :gamma], draft_tokens, accept_uniforms, recover_uniforms
+    weights = reward_shifted_weights(
+        target_logits, aligned_logits, reference_logits, params, variant
     )
+    q = warp(aligned_logits[:, :gamma], params)  # [batch, γ, vocab] the proposal
+    return speculative_accept(weights, q, draft_tokens, accept_uniforms, recover_uniforms)
 
 
 @dataclass(frozen=True)
@@ -172,8 +217,13 @@ class RewardShiftedSampling(Strategy):
         reference = bind_draft(self._reference(), engine, "draft reference")
         variant = self.variant
 
-        def verify(p: torch.Tensor, q: torch.Tensor, refs: list[torch.Tensor]) -> torch.Tensor:
-            return reward_shifted_weights(p, q, refs[0], variant)
+        def verify(
+            p_logits: torch.Tensor,
+            q_logits: torch.Tensor,
+            refs: list[torch.Tensor],
+            params: SamplingParams,
+        ) -> torch.Tensor:
+            return reward_shifted_weights(p_logits, q_logits, refs[0], params, variant)
 
         results = run_speculative(
             self.name,

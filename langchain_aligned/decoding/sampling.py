@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .base import AlignmentStats, Hooks, Request, Result, Strategy, score_replies
+from .base import AlignmentStats, Hooks, Request, Result, Strategy, new_batch_id, score_replies
 from .engine import Candidate, DecodeCancelled, DecodeState, DecodingEngine, EngineCounters
 from .params import SamplingParams
 from .text import StopMatcher, TextStream
@@ -72,19 +72,23 @@ class Sampling(Strategy):
         hooks: Hooks | None = None,
     ) -> list[Result]:
         hooks = hooks or Hooks()
-        counters = EngineCounters()
         candidates = [c for i, r in enumerate(requests) for c in r.candidates(i, 1)]
-        start = time.perf_counter()
         # Requests with different sampling parameters cannot share a step; group them.
+        # Each group is one batch: its forward passes are shared by its requests.
         groups: dict[Any, list[Candidate]] = {}
         for candidate in candidates:
             groups.setdefault(requests[candidate.request].params, []).append(candidate)
+        batches: dict[int, tuple[int, EngineCounters, float]] = {}
         for params, group in groups.items():
+            counters, batch, start = EngineCounters(), new_batch_id(), time.perf_counter()
             state = engine.prefill(group, counters=counters)
             decode_candidates(engine, state, params, hooks, stream=hooks.streaming)
-        elapsed = time.perf_counter() - start
+            share = (time.perf_counter() - start) / len(group)
+            for candidate in group:
+                batches[candidate.request] = (batch, counters, share)
         results = []
         for request, candidate in zip(requests, candidates, strict=True):
+            batch, counters, share = batches[candidate.request]
             stats = AlignmentStats(
                 strategy=self.name,
                 num_candidates=1,
@@ -92,10 +96,9 @@ class Sampling(Strategy):
                 tokens_returned=len(candidate.token_ids),
                 prompt_tokens=len(request.prompt_ids),
                 seed=request.seed,
-                generation_seconds=elapsed / max(len(requests), 1),
+                generation_seconds=share,
             )
-            # Forward passes are shared by the whole batch; each request reports them.
-            stats.add_counters(counters)
+            stats.add_counters(counters, batch=batch)
             results.append(
                 Result(
                     text=candidate.text or "",

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
-from tiny import tiny_pair
+from laws import (
+    ContextLaw,
+    chi_square_pvalue,
+    noisy_copy,
+    product_law,
+    speculative_law,
+    sss_rule,
+    tilt_distribution,
+    total_variation,
+)
+from tiny import tiny_model, tiny_pair, tiny_tokenizer
 
 from langchain_aligned import (
     PromptSteeredDraft,
@@ -12,11 +24,16 @@ from langchain_aligned import (
     SpeculativeSampling,
     generate,
 )
+from langchain_aligned.decoding import SamplingParams
+from langchain_aligned.decoding.base import sum_stats
+from langchain_aligned.decoding.generate import build_requests, engine_for
+from langchain_aligned.decoding.params import warp
 from langchain_aligned.decoding.reward_shifted_sampling import (
     reward_shifted_accept,
     reward_shifted_weights,
 )
 from langchain_aligned.errors import InvalidInputError
+from langchain_aligned.models import load_model
 
 TARGET = tiny_pair(0)
 
@@ -24,11 +41,37 @@ TARGET = tiny_pair(0)
 def test_weights_are_the_shifted_product_and_undefined_shift_keeps_p():
     p = torch.tensor([0.2, 0.3, 0.5])
     q = torch.tensor([0.5, 0.25, 0.25])
-    ref = torch.tensor([0.25, 0.5, 0.0])
-    paper = reward_shifted_weights(p, q, ref, "paper")
-    torch.testing.assert_close(paper, torch.tensor([0.4, 0.15, 0.5]))  # last: π_draft = 0 → p
-    normalized = reward_shifted_weights(p, q, ref, "normalized")
+    ref = torch.tensor([0.25, 0.75, 0.0])
+    # The functions take logits; log-probabilities are logits.
+    paper = reward_shifted_weights(p.log(), q.log(), ref.log(), variant="paper")
+    torch.testing.assert_close(paper, torch.tensor([0.4, 0.1, 0.5]))  # last: π_draft = 0 → p
+    normalized = reward_shifted_weights(p.log(), q.log(), ref.log(), variant="normalized")
     torch.testing.assert_close(normalized, paper / paper.sum())
+
+
+def test_truncation_shapes_the_tilt_and_never_vetoes_a_token():
+    # top_k = 2 keeps p̃'s own two most likely tokens — here tokens 0 and 2, although
+    # token 2 is outside the aligned draft's top-2 (the old rule formed p̃ from the
+    # truncated distributions: token 2 got weight 0 and token 1 the raw target weight).
+    p = torch.tensor([0.2, 0.1, 0.3, 0.4])
+    q = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    ref = torch.tensor([0.25, 0.5, 0.1, 0.15])
+    tilde = p * q / ref  # (0.4, 0.06, 0.45, 0.1333)
+    params = SamplingParams(top_k=2, temperature=0.5)
+    normalized = reward_shifted_weights(p.log(), q.log(), ref.log(), params, "normalized")
+    kept = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    expected = kept * tilde ** (1 / 0.5)
+    torch.testing.assert_close(normalized, expected / expected.sum())
+    # The paper variant keeps that shape and the mass Z_T of the tempered product.
+    t = 0.5
+    tempered = lambda d: d ** (1 / t) / (d ** (1 / t)).sum()  # noqa: E731
+    mass = (tempered(p) * tempered(q) / tempered(ref)).sum()
+    paper = reward_shifted_weights(p.log(), q.log(), ref.log(), params, "paper")
+    torch.testing.assert_close(paper, normalized * mass)
+    # Temperature 1 without truncation: the paper's equations exactly.
+    torch.testing.assert_close(
+        reward_shifted_weights(p.log(), q.log(), ref.log(), variant="paper"), tilde
+    )
 
 
 def test_paper_rule_accepts_with_p_over_p_reference_and_exact_residual():
@@ -37,14 +80,16 @@ def test_paper_rule_accepts_with_p_over_p_reference_and_exact_residual():
     q = torch.tensor([[[0.6, 0.2, 0.2], [0.0, 1.0, 0.0]]])
     ref = torch.tensor([[[0.4, 0.3, 0.3], [0.5, 0.5, 0.0]]])
     draft = torch.tensor([[0]])
-    n, _ = reward_shifted_accept(p, q, ref, draft, torch.tensor([[0.49]]), torch.tensor([0.5]))
+    n, _ = reward_shifted_accept(
+        p.log(), q.log(), ref.log(), draft, torch.tensor([[0.49]]), torch.tensor([0.5])
+    )
     assert n.tolist() == [1]
     # Rejected: residual ∝ (q·(π_ref/π_draft − 1))₊ = (0.6·(−0.5), 0.2·(2/3), 0.2·0)₊ = (0, 2/15, 0) → token 1.
     k = 300
     n, tokens = reward_shifted_accept(
-        p.expand(k, -1, -1),
-        q.expand(k, -1, -1),
-        ref.expand(k, -1, -1),
+        p.log().expand(k, -1, -1),
+        q.log().expand(k, -1, -1),
+        ref.log().expand(k, -1, -1),
         draft.expand(k, -1),
         torch.full((k, 1), 0.51),
         (torch.arange(k) + 0.5) / k,
@@ -60,9 +105,9 @@ def test_all_accepted_draws_the_bonus_from_norm_p_tilde():
     ref = torch.tensor([[[0.5, 0.5], [0.25, 0.75]]])
     k = 400
     n, tokens = reward_shifted_accept(
-        p.expand(k, -1, -1),
-        q.expand(k, -1, -1),
-        ref.expand(k, -1, -1),
+        p.log().expand(k, -1, -1),
+        q.log().expand(k, -1, -1),
+        ref.log().expand(k, -1, -1),
         torch.zeros(k, 1, dtype=torch.long),
         torch.zeros(k, 1),
         (torch.arange(k) + 0.5) / k,
@@ -81,13 +126,13 @@ def _draws(variant, seed, draws=200_000, vocab=8):
     two = lambda t: torch.stack([t, t]).unsqueeze(0).expand(draws, -1, -1)  # noqa: E731 - [draws, γ+1=2, V]
     draft = torch.multinomial(q, draws, replacement=True, generator=generator).unsqueeze(1)
     n, token = reward_shifted_accept(
-        two(p),
-        two(q),
-        two(ref),
+        two(p.log()),
+        two(q.log()),
+        two(ref.log()),
         draft,
         torch.rand(draws, 1, generator=generator),
         torch.rand(draws, generator=generator),
-        variant,
+        variant=variant,
     )
     first = torch.where(n > 0, draft[:, 0], token)
     return torch.bincount(first, minlength=vocab).float() / draws, p, q, ref
@@ -118,17 +163,149 @@ def test_normalized_variant_reproduces_norm_p_tilde(seed):
     assert 0.5 * (empirical - target).abs().sum() < 0.01
 
 
-def test_identical_drafts_reduce_to_the_target():
-    # aligned draft = draft reference = target → p̃ = p, every draft token accepted,
-    # and the reply equals lossless speculative sampling under the same seed.
-    same = RewardShiftedSampling(
-        draft=PromptSteeredDraft(None), draft_reference=PromptSteeredDraft(None)
+# Statistical tests through the strategy: thousands of independent requests of two
+# prompts in one batch (ragged acceptance), replies compared with the law computed by
+# enumeration (tests/laws.py, a fresh forward pass over the full context of every
+# prefix, for every model). Tolerance as in test_speculative_sampling.py: p > 1e-3
+# (0.1 % false failures for a correct sampler, fixed seeds), while a corrupted draft
+# context moves the law by a total variation ≥ 0.1 and gives p < 1e-10.
+DRAWS = 1500  # per prompt
+CONVERSATIONS = ["why is the sun red", "hello world"]
+BASE = tiny_model(0)
+# The target and the draft reference have output layers padded past the tokenizer
+# (random rows that must never be sampled); the aligned draft is a close copy of the
+# target, the reference another one.
+TARGET_WIDE = noisy_copy(BASE, 0.0, 7, extra_vocab=3)
+ALIGNED = noisy_copy(BASE, 0.04, 21)
+REFERENCE_WIDE = noisy_copy(BASE, 0.04, 22, extra_vocab=6)
+LAW_CASES = [
+    ("paper", 1, SamplingParams(temperature=0.7, top_k=2, max_new_tokens=4)),
+    ("paper", 3, SamplingParams(temperature=1.3, top_k=2, max_new_tokens=4)),
+    ("normalized", 2, SamplingParams(temperature=0.8, top_k=2, max_new_tokens=4)),
+    ("normalized", 3, SamplingParams(temperature=1.0, top_k=2, max_new_tokens=4)),
+]
+
+
+def _engine(model):
+    return engine_for(load_model((model, tiny_tokenizer())))
+
+
+def _requests(engine, params):
+    base = build_requests(engine, CONVERSATIONS, params, seed=0)
+    return [dataclasses.replace(r, seed=seed) for seed in range(DRAWS) for r in base], base
+
+
+def _run(strategy, engine, params):
+    requests, prompts = _requests(engine, params)
+    results = strategy.run(engine, requests)
+    return (
+        [[r.token_ids for r in results[i :: len(prompts)]] for i in range(len(prompts))],
+        prompts,
+        results,
     )
-    (sss,) = generate(TARGET, "hello world", strategy=same, seed=4, max_new_tokens=14)
-    assert sss.stats.acceptance_rate == 1.0
-    (greedy_sss,) = generate(TARGET, "hello world", strategy=same, temperature=0, max_new_tokens=14)
-    (greedy,) = generate(TARGET, "hello world", temperature=0, max_new_tokens=14)
-    assert greedy_sss.token_ids == greedy.token_ids
+
+
+@pytest.mark.parametrize(("variant", "gamma", "params"), LAW_CASES)
+def test_replies_follow_the_documented_law(variant, gamma, params):
+    engine = _engine(TARGET_WIDE)
+    strategy = RewardShiftedSampling(
+        draft=(ALIGNED, tiny_tokenizer()),
+        draft_reference=(REFERENCE_WIDE, tiny_tokenizer()),
+        num_draft_tokens=gamma,
+        variant=variant,
+    )
+    replies, prompts, results = _run(strategy, engine, params)
+    for index, prompt in enumerate(prompts):
+        target, aligned, reference = (
+            ContextLaw(e, prompt.prompt_ids)
+            for e in (engine, _engine(ALIGNED), _engine(REFERENCE_WIDE))
+        )
+        rule = sss_rule(target, aligned, reference, params, variant)
+        law = speculative_law(rule, gamma, params.max_new_tokens, engine.eos_ids)
+        tilted = product_law(
+            tilt_distribution(target, aligned, reference, params),
+            params.max_new_tokens,
+            engine.eos_ids,
+        )
+        if variant == "normalized":
+            # Exact per token: the replies' law is the product of p̃_w.
+            assert total_variation(law, tilted) < 1e-6
+        assert chi_square_pvalue(replies[index], law) > 1e-3
+    steps = [a for r in results for a in r.stats.acceptance_per_step]
+    assert 0.0 in steps and 1.0 in steps  # rejections and all-accepted steps both ran
+
+
+@pytest.mark.parametrize("variant", ["paper", "normalized"])
+def test_aligned_draft_equal_to_its_reference_samples_the_target_exactly(variant):
+    # π_r^draft = π_draft (one model, two KV caches) makes the shift 1 and Z = 1, so
+    # both variants must sample the target's own law — while the draft differs from
+    # the target, so tokens are rejected and the aligned draft's context matters: a
+    # token left in its cache after a rejection shifts the law.
+    params = SamplingParams(temperature=0.9, top_k=2, max_new_tokens=4)
+    engine = _engine(TARGET_WIDE)
+    draft = (ALIGNED, tiny_tokenizer())
+    strategy = RewardShiftedSampling(
+        draft=draft, draft_reference=draft, num_draft_tokens=2, variant=variant
+    )
+    replies, prompts, results = _run(strategy, engine, params)
+    for index, prompt in enumerate(prompts):
+        target = ContextLaw(engine, prompt.prompt_ids)
+        exact = product_law(
+            lambda prefix, t=target: warp(t.logits(prefix), params),
+            params.max_new_tokens,
+            engine.eos_ids,
+        )
+        assert chi_square_pvalue(replies[index], exact) > 1e-3
+    rate = sum(r.stats.draft_tokens_accepted for r in results) / sum(
+        r.stats.draft_tokens_proposed for r in results
+    )
+    assert 0.05 < rate < 0.95
+
+
+def test_greedy_takes_the_argmax_of_the_tilt():
+    # Greedy SSS must return argmax p̃ token by token, with every model's context right.
+    params = SamplingParams(temperature=0, max_new_tokens=8)
+    engine = _engine(TARGET_WIDE)
+    strategy = RewardShiftedSampling(
+        draft=(ALIGNED, tiny_tokenizer()),
+        draft_reference=(REFERENCE_WIDE, tiny_tokenizer()),
+        num_draft_tokens=3,
+    )
+    (request,) = build_requests(engine, ["why is the sun red"], params, seed=0)
+    (result,) = strategy.run(engine, [request])
+    target, aligned, reference = (
+        ContextLaw(e, request.prompt_ids)
+        for e in (engine, _engine(ALIGNED), _engine(REFERENCE_WIDE))
+    )
+    distribution = tilt_distribution(target, aligned, reference, params)
+    expected: list[int] = []
+    while len(expected) < 8:
+        token = int(distribution(tuple(expected)).argmax())
+        if token in engine.eos_ids:
+            break
+        expected.append(token)
+    assert result.token_ids == expected
+    assert 0 < result.stats.draft_tokens_accepted < result.stats.draft_tokens_proposed
+
+
+def test_reference_on_the_target_weights_counts_as_target_passes():
+    # The default reference is the target's weights with the plain conversation: its
+    # forward calls run on the target's weights and are target passes.
+    target_model = tiny_model(0)
+    calls = [0]
+    target_model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    aligned = noisy_copy(target_model, 0.04, 21)
+    strategy = RewardShiftedSampling(draft=(aligned, tiny_tokenizer()), num_draft_tokens=2)
+    results = generate(
+        (target_model, tiny_tokenizer()),
+        ["hello world", "why is the sun red"],
+        strategy=strategy,
+        seed=1,
+        max_new_tokens=10,
+    )
+    totals = sum_stats([r.stats for r in results])
+    assert totals["target_forward_passes"] == calls[0]
+    assert results[0].stats.prefill_passes == 2  # the target's and the reference's
 
 
 def test_three_models_with_prompt_steering_run_batched_and_reproducibly():
@@ -140,15 +317,14 @@ def test_three_models_with_prompt_steering_run_batched_and_reproducibly():
         TARGET, ["hello world", "why is the sun red"], strategy=strategy, seed=3, max_new_tokens=16
     )
     assert [r.token_ids for r in a] == [r.token_ids for r in b]
+    alone = generate(TARGET, "why is the sun red", strategy=strategy, seed=3, max_new_tokens=16)
+    assert alone[0].token_ids == a[1].token_ids  # a row decodes as it would alone
     stats = a[0].stats
-    assert stats.prefill_passes == 1 and stats.draft_forward_passes > 0
-    assert 0 <= stats.acceptance_rate <= 1 and stats.draft_tokens_proposed % 3 == 0
-    normalized = RewardShiftedSampling(
-        draft=PromptSteeredDraft("good yes sure"), variant="normalized"
-    )
-    assert (
-        generate(TARGET, "hello", strategy=normalized, seed=0, max_new_tokens=6)[0].text is not None
-    )
+    # All three lanes run on the target's weights: three prefills, no draft passes.
+    assert stats.prefill_passes == 3 and stats.draft_forward_passes == 0
+    # The default reference is the target with the plain conversation, so π_ref/π_draft
+    # is 1: every draft token is accepted and SSS reproduces the aligned draft.
+    assert stats.acceptance_rate == 1.0
 
 
 def test_bad_config():
