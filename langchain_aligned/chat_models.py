@@ -22,7 +22,7 @@ import queue
 import re
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Literal
@@ -64,7 +64,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 import rewards
-from rewards.tool_call import parse_tool_calls
+from rewards.tool_call import find_tool_calls
 
 from .decoding.base import Hooks, Result, Strategy
 from .decoding.generate import generate
@@ -187,31 +187,38 @@ def to_hf_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     return out
 
 
-_TOOL_BLOCK = re.compile(r"<tool_call>.*?(</tool_call>|$)", re.DOTALL)
+def _split_tool_calls(text: str, tool_names: Collection[str]) -> tuple[str, list[dict[str, Any]]]:
+    """Reply text without its calls to bound tools, and those calls as LangChain tool
+    calls (each with a fresh ``call_…`` id), in the order they were written.
 
-
-def _split_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """Reply text without ``<tool_call>`` blocks, and LangChain tool calls parsed from it
-    (each with a fresh ``call_…`` id). Broken calls are left in the text."""
-    calls = []
-    for call in parse_tool_calls(text):
-        if call.get("error") or not call.get("name"):
+    Only calls that parsed and name one of ``tool_names`` are calls: exactly their
+    spans are cut out (the whole ``<tool_call>`` block, or a bare call's JSON object)
+    and the text around them is kept as written, with the leading and trailing
+    whitespace of the result stripped. Everything else stays in the text verbatim:
+    broken blocks (no JSON, no name, arguments that are not JSON), calls to tools that
+    are not bound, and prose JSON that merely has a ``"name"``. A reply without a call
+    is returned unchanged. See ``rewards.find_tool_calls`` for what is parsed.
+    """
+    calls: list[dict[str, Any]] = []
+    pieces: list[str] = []
+    kept_from = 0
+    for match in find_tool_calls(text):
+        if match.error is not None or match.name not in tool_names:
             continue
-        arguments = call.get("arguments")
         calls.append(
             {
-                "name": call["name"],
-                "args": arguments if isinstance(arguments, dict) else {},
+                "name": match.name,
+                "args": match.arguments or {},
                 "id": f"call_{uuid.uuid4().hex[:24]}",
                 "type": "tool_call",
             }
         )
+        pieces.append(text[kept_from : match.start])
+        kept_from = match.end
     if not calls:
         return text, []
-    cleaned = _TOOL_BLOCK.sub("", text).strip()
-    if cleaned.startswith("{") and '"name"' in cleaned:
-        cleaned = ""  # a bare JSON call without the tags
-    return cleaned, calls
+    pieces.append(text[kept_from:])
+    return "".join(pieces).strip(), calls
 
 
 # --------------------------------------------------------------------------- JSON output
@@ -730,7 +737,11 @@ class AlignedChatModel(BaseChatModel):
     def _message_parts(
         self, result: Result, call: _Call
     ) -> tuple[str, list[dict[str, Any]], dict[str, Any], UsageMetadata]:
-        text, tool_calls = _split_tool_calls(result.text) if call.tools else (result.text, [])
+        text, tool_calls = (
+            _split_tool_calls(result.text, {_tool_name(t) for t in call.tools})
+            if call.tools
+            else (result.text, [])
+        )
         metadata = {
             "alignment": result.stats.to_dict(),
             "model_name": _model_name(call.model),

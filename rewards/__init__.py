@@ -24,7 +24,7 @@ from .likelihood import LikelihoodScorer
 from .reward_model import RewardModelScorer
 from .rules import LengthScorer, RegexScorer
 from .sentiment import SentimentScorer
-from .tool_call import ToolCallScorer, parse_tool_calls
+from .tool_call import ToolCallMatch, ToolCallScorer, find_tool_calls, parse_tool_calls
 
 __all__ = [
     "CachedScorer",
@@ -42,10 +42,12 @@ __all__ = [
     "RewardScorerError",
     "RewardsError",
     "SentimentScorer",
+    "ToolCallMatch",
     "ToolCallScorer",
     "WeightedScorer",
     "conversation_to_messages",
     "default_scorer",
+    "find_tool_calls",
     "last_user_text",
     "parse_tool_calls",
     "preference_pairs",

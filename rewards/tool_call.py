@@ -9,60 +9,128 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .base import Conversation, InvalidScorerConfig, RewardScorer, conversation_to_messages
 
-__all__ = ["ToolCallScorer", "normalize_tool", "parse_tool_calls"]
+__all__ = [
+    "ToolCallMatch",
+    "ToolCallScorer",
+    "find_tool_calls",
+    "normalize_tool",
+    "parse_tool_calls",
+]
 
-_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+_DECODER = json.JSONDecoder()
 
 
-def _first_json_object(text: str) -> tuple[Any, int] | None:
+@dataclass(frozen=True)
+class ToolCallMatch:
+    """One tool call found in a text, with where it was written.
+
+    ``text[start:end]`` is the whole ``<tool_call>…</tool_call>`` block (up to the end
+    of the text when the closing tag is missing) or, for a bare call, exactly its JSON
+    object. A call that parsed has ``error`` None, a ``name`` and a dict of
+    ``arguments`` (``{}`` when the arguments are missing or not an object). A broken
+    block has ``error`` set and ``arguments`` None; ``name`` is None too unless only the
+    arguments were broken.
+    """
+
+    name: str | None
+    arguments: dict[str, Any] | None
+    error: str | None
+    start: int
+    end: int
+    tagged: bool
+    """Whether the call was written in ``<tool_call>`` tags (else a bare JSON object)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The call as :func:`parse_tool_calls` returns it."""
+        if self.error is not None:
+            return {"name": self.name, "arguments": None, "error": self.error}
+        return {"name": self.name, "arguments": self.arguments}
+
+
+def _first_json_object(text: str) -> Any | None:
     start = text.find("{")
     while start >= 0:
         try:
-            value, end = json.JSONDecoder().raw_decode(text[start:])
-            return value, start + end
+            return _DECODER.raw_decode(text, start)[0]
         except json.JSONDecodeError:
             start = text.find("{", start + 1)
     return None
+
+
+def _bare_calls(text: str) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """Top-level JSON objects of ``text`` with a string ``name``: (object, start, end).
+
+    Objects nested inside another decoded object are never calls of their own.
+    """
+    start = text.find("{")
+    while start >= 0:
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            yield value, start, end
+        start = text.find("{", end)
+
+
+def _read_call(value: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(arguments, error) of a decoded call object that has a string name."""
+    arguments = value.get("arguments", value.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            return None, "arguments are not JSON"
+    return (arguments if isinstance(arguments, dict) else {}), None
+
+
+def find_tool_calls(text: str) -> list[ToolCallMatch]:
+    """Tool calls found in ``text``, in order, each with its span in ``text``.
+
+    When ``text`` holds a ``<tool_call>`` tag, every block is a call (one that does
+    not parse is returned with ``error`` set: ``"no JSON object"``, ``"no tool name"``
+    or ``"arguments are not JSON"``) and JSON outside the blocks is ignored. Otherwise
+    every top-level JSON object with a string ``"name"`` is a bare call (prose JSON
+    such as ``{"name": "Ann"}`` included: matching names against the tools is the
+    caller's job); objects without one are skipped, and a bare call whose string
+    ``arguments`` are not JSON is returned with that error. Never raises.
+    """
+    matches: list[ToolCallMatch] = []
+    if "<tool_call>" in text:
+        for block in _BLOCK.finditer(text):
+            start, end = block.start(), block.end()
+            value = _first_json_object(block.group(1))
+            if value is None:
+                matches.append(ToolCallMatch(None, None, "no JSON object", start, end, True))
+            elif not isinstance(value, dict) or not isinstance(value.get("name"), str):
+                matches.append(ToolCallMatch(None, None, "no tool name", start, end, True))
+            else:
+                arguments, error = _read_call(value)
+                matches.append(ToolCallMatch(value["name"], arguments, error, start, end, True))
+    elif '"name"' in text:
+        for value, start, end in _bare_calls(text):
+            arguments, error = _read_call(value)
+            matches.append(ToolCallMatch(value["name"], arguments, error, start, end, False))
+    return matches
 
 
 def parse_tool_calls(text: str) -> list[dict[str, Any]]:
     """Tool calls found in ``text`` as ``{"name": str, "arguments": dict}`` dicts.
 
     A block whose JSON does not parse is returned as ``{"name": None, "arguments":
-    None, "error": ...}`` so callers can tell "no call" from "a broken call".
+    None, "error": ...}`` (``"name"`` is kept when only the arguments are broken) so
+    callers can tell "no call" from "a broken call". What counts as a call is
+    described in :func:`find_tool_calls`, which also gives where each call is written.
     """
-    calls: list[dict[str, Any]] = []
-    blocks = _BLOCK.findall(text) if "<tool_call>" in text else []
-    candidates = blocks or ([text] if '"name"' in text else [])
-    for block in candidates:
-        found = _first_json_object(block)
-        if found is None:
-            if blocks:
-                calls.append({"name": None, "arguments": None, "error": "no JSON object"})
-            continue
-        value = found[0]
-        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
-            if blocks:
-                calls.append({"name": None, "arguments": None, "error": "no tool name"})
-            continue
-        arguments = value.get("arguments", value.get("parameters", {}))
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError:
-                calls.append(
-                    {"name": value["name"], "arguments": None, "error": "arguments are not JSON"}
-                )
-                continue
-        calls.append(
-            {"name": value["name"], "arguments": arguments if isinstance(arguments, dict) else {}}
-        )
-    return calls
+    return [match.as_dict() for match in find_tool_calls(text)]
 
 
 def normalize_tool(tool: Any) -> dict[str, Any]:

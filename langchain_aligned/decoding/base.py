@@ -111,7 +111,8 @@ class RoundStats:
     decision_token: int
     """Tokens decoded per candidate when this round's scores were taken."""
     alive: int
-    """Unfinished candidates entering the round."""
+    """Unfinished candidates when this round was scheduled (right after the previous
+    round; candidates that finished since are counted in ``finished`` too)."""
     finished: int
     """Candidates finished by this round (kept, never rejected)."""
     rejected: int

@@ -24,6 +24,29 @@ given directly (the official code's mode). Either way survivors keep their KV ca
 rows are selected in place, never re-tokenised or re-prefilled (the official code
 re-prefills after every round).
 
+Rounds stay O(log N + log max_new_tokens) whatever α and N:
+
+* A round is held only while it can reject something. The pool shrinks only by
+  rejection (finished candidates stay), so once ⌈(1 − α)·|pool|⌉ = |pool| (α < 1/|pool|:
+  α = 0.2 with 4 candidates, α = 0.3 with 3) no later round could reject anything: the
+  pool decodes to the end like α = 0 and is scored once — Best-of-N exactly. A round
+  that rejects its whole quota |pool| − ⌈(1 − α)·|pool|⌉ shrinks the pool by the factor
+  (1 − α), so there are O(log N / −log(1 − α)) of them.
+* A round can reject less than its quota when finished candidates rank at the bottom
+  (they are kept anyway). The memory rule would then decide again almost at once — in
+  one step when nothing was rejected, since the cache is already full — so instead
+  the next decision comes no earlier than twice the current length (geometric
+  back-off): O(log max_new_tokens) such rounds. Only after such a round may the cache
+  outgrow the budget: there was nothing, or too little, to reject.
+
+Scores are compared only when they come from one reward call if the scorer says they
+are not comparable across calls (``comparable_across_calls = False``: rank or z-score
+normalisation within a call, a judge that grades relative to the others shown): each
+round then re-scores the finished candidates together with the partial ones, so the
+whole pool is ranked from one call, and the reply is chosen by one final call over
+every complete candidate (its scores are the reported rewards). Otherwise a finished
+candidate is scored once — by the first round that sees it, or the final call.
+
 Several requests share one batch: every forward pass decodes the alive rows of every
 pool, while each pool keeps the schedule, budget, scores and rejections it would have
 alone (each candidate draws from its own generator), so a request's reply does not
@@ -41,6 +64,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, ClassVar
 
 from ..errors import InvalidInputError
@@ -52,6 +76,7 @@ from .base import (
     Result,
     RoundStats,
     Strategy,
+    new_batch_id,
     score_texts,
 )
 from .best_of_n import _check_positive_int, _pool_of, _result
@@ -130,7 +155,7 @@ class SpeculativeRejection(Strategy):
         would do alone (every candidate draws from its own generator) — while the
         forward passes are shared: a step decodes the alive rows of every pool.
         """
-        counters = EngineCounters()
+        counters, batch = EngineCounters(), new_batch_id()
         start = time.perf_counter()
         by_request = {pool.index: pool for pool in pools}
 
@@ -172,7 +197,7 @@ class SpeculativeRejection(Strategy):
         results = []
         for pool in pools:
             stats = pool.stats
-            stats.add_counters(counters)
+            stats.add_counters(counters, batch=batch)
             stats.tokens_generated = sum(c.tokens_sampled for c in pool.candidates)
             stats.generation_seconds = decode_share
             results.append(self._finish(pool, reward, hooks))
@@ -189,32 +214,45 @@ class SpeculativeRejection(Strategy):
     ) -> None:
         """One decision point of one pool: score, rank, reject (steps 3 to 5)."""
         pool.round_number += 1
-        # Step 3: score every partial candidate as if complete, together with the
-        # candidates that finished since the last round (one call: comparable).
-        newly_finished = [c for c in pool.finished if c.index not in pool.scores]
+        # Step 3: score every partial candidate as if complete, in one call with the
+        # candidates that finished since the last round — or with every finished one
+        # when scores are comparable only within a call, so the pool is ranked from it.
+        comparable = _comparable(reward)
+        complete = [c for c in pool.finished if not comparable or c.index not in pool.scores]
         alive = [state.candidates[row] for row in alive_rows]
-        texts = [c.text or "" for c in newly_finished] + [_partial_text(engine, c) for c in alive]
+        texts = [c.text or "" for c in complete] + [_partial_text(engine, c) for c in alive]
         values = score_texts(reward, pool.request.conversation, texts, pool.stats)
-        for candidate, value in zip(newly_finished, values, strict=False):
-            pool.scores[candidate.index] = value
-        partial = values[len(newly_finished) :]
+        this_call = {c.index: value for c, value in zip(complete, values, strict=False)}
+        if comparable:
+            pool.scores.update(this_call)
+        partial = values[len(complete) :]
         hooks.event(
             EVENT_SCORED,
             {"request": pool.index, "rewards": values, "partial": True, "round": pool.round_number},
         )
         # Step 4: keep the top ⌈(1 − α)·|pool|⌉ of the pool. Finished candidates are
         # never discarded; an alive one survives if it ranks in the top slots.
-        ranked_pool = [(pool.scores[c.index], True, c) for c in pool.finished] + [
+        finished_scores = pool.scores if comparable else this_call
+        ranked_pool = [(finished_scores[c.index], True, c) for c in pool.finished] + [
             (value, False, c) for value, c in zip(partial, alive, strict=True)
         ]
-        keep = math.ceil((1 - self.rejection_rate) * len(ranked_pool))
+        keep = self._keep(len(ranked_pool))
         ranked = sorted(ranked_pool, key=lambda item: (-item[0], item[2].index))
         survivors = {id(c) for _, done, c in ranked[:keep] if not done}
-        threshold = min((v for v, done, c in ranked[:keep] if not done), default=None)
         # Step 5: continue only the survivors — select their KV-cache rows in place
         # (rows of the other pools stay).
         rejected = {id(c) for c in alive} - survivors
         pool.rejected |= rejected
+        # Fewer than the quota |pool| − keep rejected (finished candidates ranked at
+        # the bottom): the next decision backs off geometrically.
+        pool.fell_short = len(rejected) < len(ranked_pool) - keep
+        # The bar a partial candidate had to clear: the lowest surviving partial reward
+        # (None when nothing was rejected — there was no bar).
+        threshold = (
+            min(v for v, done, c in ranked_pool if not done and id(c) in survivors)
+            if rejected
+            else None
+        )
         engine.select(
             state, [row for row, c in enumerate(state.candidates) if id(c) not in rejected]
         )
@@ -233,12 +271,19 @@ class SpeculativeRejection(Strategy):
         pool.stats.rounds.append(round_stats)
         hooks.event(EVENT_ROUND, {"request": pool.index, **round_stats.__dict__})
 
+    def _keep(self, pool_size: int) -> int:
+        """⌈(1 − α)·|pool|⌉, the candidates a round keeps, in exact arithmetic on α as
+        written (⌈0.3·10⌉ is 3; the float product 3.0000000000000004 would give 4)."""
+        return math.ceil((1 - Fraction(str(self.rejection_rate))) * pool_size)
+
     def _finish(self, pool: _Pool, reward: Any, hooks: Hooks) -> Result:
         # Step 6: score the candidates that finished after the last decision (all of
-        # them when α = 0, in candidate order — exactly Best-of-N's single call) and
-        # return the best reward among everything scored as complete.
+        # them when no round was held, in candidate order — exactly Best-of-N's single
+        # call), or every complete candidate in one call when scores are comparable
+        # only within a call, and return the best reward among them.
         unscored = sorted(
-            (c for c in pool.finished if c.index not in pool.scores), key=lambda c: c.index
+            (c for c in pool.finished if not _comparable(reward) or c.index not in pool.scores),
+            key=lambda c: c.index,
         )
         if unscored:
             values = score_texts(
@@ -281,6 +326,7 @@ class _Pool:
         self.alive_at_plan = len(self.candidates)
         self.sampled_at_round = 0
         self.rejected: set[int] = set()  # ids of rejected candidates
+        self.fell_short = False  # the last round rejected less than its quota
         self.live = False
         self.streams: dict[int, TextStream] = {}
 
@@ -295,14 +341,23 @@ class _Pool:
 
     def plan_next_decision(self, steps_done: int) -> None:
         """Decide when the next round happens: when the pool's KV cache (alive rows ×
-        slots, slots = prompt + tokens decoded) would exceed the budget."""
+        slots, slots = prompt + tokens decoded) would exceed the budget — but no
+        earlier than twice the current length after a round that fell short, and
+        never once no round can reject anything."""
         alive = len(self.alive)
         self.alive_at_plan = alive
-        if self.strategy.rejection_rate == 0 or alive == 0:
-            self.next_decision = math.inf  # nothing will be rejected: decode to the end
+        size = alive + len(self.finished)  # |pool|: only rejection shrinks it
+        if alive == 0 or self.strategy._keep(size) >= size:
+            # ⌈(1 − α)·|pool|⌉ = |pool| (α = 0 among others) now means for good: no
+            # round could ever reject anything, so decode to the end.
+            self.next_decision = math.inf
             return
         slots = self.prompt_slots + steps_done
-        self.next_decision = steps_done + max(1, self.budget // alive - slots)
+        next_decision = steps_done + max(1, self.budget // alive - slots)
+        if self.fell_short:
+            # Geometric back-off: such rounds are O(log max_new_tokens).
+            next_decision = max(next_decision, 2 * steps_done)
+        self.next_decision = next_decision
 
     def go_live(self, engine: DecodingEngine, params: Any, hooks: Hooks) -> None:
         self.live = True
@@ -321,6 +376,11 @@ class _Pool:
             delta = text_stream.delta(candidate.token_ids, final_text=final)
             if delta:
                 hooks.on_text(candidate.request, delta)
+
+
+def _comparable(reward: Any) -> bool:
+    """Whether scores of different reward calls may be compared."""
+    return bool(getattr(reward, "comparable_across_calls", True))
 
 
 def _partial_text(engine: DecodingEngine, candidate: Candidate) -> str:

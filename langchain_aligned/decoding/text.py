@@ -2,8 +2,9 @@
 
 Stop strings may span several tokens and may end in the middle of a token, so they
 are matched on decoded text, never on token ids. Only the tail of a reply is decoded
-on each step (a window long enough to hold the longest stop string), which keeps the
-check cheap; a hit is then located in the full text and the reply is cut there.
+on each step (a window of tokens long enough to hold the longest stop string in
+characters, however many tokens a character takes), which keeps the check cheap; a
+hit is then located in the full text and the reply is cut there.
 """
 
 from __future__ import annotations
@@ -24,23 +25,53 @@ def decode(tokenizer: Any, token_ids: Sequence[int]) -> str:
 
 
 class StopMatcher:
-    """Finds the first stop string in a growing reply."""
+    """Finds the first stop string in a growing reply.
+
+    Matching is on decoded characters, whatever their token count: with byte-level
+    tokenizers one character can be several tokens (an emoji is up to four), so the
+    decoded tail is grown until it holds enough whole characters (see :meth:`check`).
+    """
 
     def __init__(self, tokenizer: Any, stop: Sequence[str]) -> None:
         self.tokenizer = tokenizer
         self.stop = tuple(stop)
-        # A token decodes to at least one character except for partial UTF-8 bytes, so
-        # the last len(stop)+4 tokens always cover a stop string that just completed.
-        self.window = max((len(s) for s in self.stop), default=0) + 4
+        self.longest = max((len(s) for s in self.stop), default=0)
+        # The first token window tried: enough for tokenizers whose tokens decode to at
+        # least one character each; check() doubles it when characters span tokens.
+        self.window = self.longest + 4
+
+    def _tail(self, token_ids: Sequence[int]) -> tuple[str, bool]:
+        """Decoded tail that holds every stop string completed by the last token, and
+        whether it is the whole reply."""
+        window = self.window
+        while window < len(token_ids):
+            # A stop string completed by the last token starts at most len(stop) - 1
+            # characters before that token's text, so the tokens before the last one
+            # must decode to at least that many whole characters (one spare covers a
+            # leading space a tokenizer may drop at the cut). U+FFFD at either end is
+            # a multi-byte character cut by the window or completed by the last token.
+            head = decode(self.tokenizer, token_ids[-window:-1]).strip("\ufffd")
+            if len(head) >= self.longest:
+                return decode(self.tokenizer, token_ids[-window:]), False
+            window *= 2
+        return decode(self.tokenizer, token_ids), True
 
     def check(self, token_ids: Sequence[int]) -> str | None:
-        """Return the reply text cut before the first stop string, or None if none."""
+        """Return the reply text cut before the first stop string, or None if none.
+
+        Meant to be called after every appended token: it finds a stop string that
+        ends in the last token's text (a stop string completed earlier and missed is
+        not searched for). Only a tail of the reply is decoded — the last
+        ``len(stop) + 4`` tokens, doubled until the tokens before the last one decode
+        to at least ``len(stop)`` whole characters, or the whole reply — and the full
+        text only on a hit, so the normal case stays cheap.
+        """
         if not self.stop or not token_ids:
             return None
-        tail = decode(self.tokenizer, token_ids[-self.window :])
+        tail, whole = self._tail(token_ids)
         if not any(s in tail for s in self.stop):
             return None
-        text = decode(self.tokenizer, token_ids)
+        text = tail if whole else decode(self.tokenizer, token_ids)
         cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
         return text[:cut] if cut >= 0 else None
 

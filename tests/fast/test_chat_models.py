@@ -18,7 +18,14 @@ from pydantic import BaseModel
 from scorers import CountingScorer
 from tiny import tiny_pair
 
-from langchain_aligned import AlignedChatModel, BestOfN, Sampling, SpeculativeRejection, chat_models
+from langchain_aligned import (
+    AlignedChatModel,
+    BestOfN,
+    Sampling,
+    SpeculativeRejection,
+    chat_models,
+    generate,
+)
 from langchain_aligned.decoding.base import (
     EVENT_DONE,
     EVENT_SCORED,
@@ -45,6 +52,31 @@ def make(**kwargs):
     }
     params.update(kwargs)
     return AlignedChatModel(**params)
+
+
+def core(model, conversation, *, reward=None, tools=None):
+    """What the framework-free core returns for ``model``'s configuration: the chat
+    model must be a thin layer over this (same strategy, seed, sampling, max tokens)."""
+    (result,) = generate(
+        PAIR,
+        [conversation],
+        strategy=model.strategy,
+        reward=reward,
+        temperature=model.temperature,
+        top_p=model.top_p,
+        top_k=model.top_k,
+        max_new_tokens=model.max_tokens,
+        stop=tuple(model.stop or ()),
+        seed=model.seed,
+        tools=tools,
+        device=model.device,
+        dtype=model.dtype,
+    )
+    return result
+
+
+def user(text):
+    return [{"role": "user", "content": text}]
 
 
 @tool
@@ -86,6 +118,13 @@ def test_metadata_on_invoke_and_stream_agree():
     assert reply.response_metadata["model_provider"] == "langchain_aligned"
     assert reply.response_metadata["finish_reason"] in ("stop", "length")
     assert reply.usage_metadata["output_tokens"] == alignment["tokens_returned"]
+    # Catches a layer that drops the seed/max_tokens/strategy or scores other text.
+    expected = core(model, user("hello world"), reward=CountingScorer())
+    assert reply.content == expected.text
+    assert alignment["candidate_rewards"] == expected.stats.candidate_rewards
+    assert alignment["seed"] == reply.response_metadata["seed"] == 3
+    assert alignment["reward"] == CountingScorer().score(user("hello world"), [reply.content])[0]
+    assert reply.usage_metadata["input_tokens"] == expected.stats.prompt_tokens
     chunks = list(model.stream("hello world"))
     merged = chunks[0]
     for chunk in chunks[1:]:
@@ -96,18 +135,26 @@ def test_metadata_on_invoke_and_stream_agree():
 
 
 def test_greedy_degrades_and_says_so():
-    reply = make(temperature=0).invoke("hello world")
+    model = make(temperature=0)
+    reply = model.invoke("hello world")
     assert reply.response_metadata["alignment"]["num_candidates"] == 1
     assert "greedy" in reply.response_metadata["alignment"]["note"]
+    # Catches temperature=0 not reaching the decoder: the reply is the greedy decode.
+    greedy = make(strategy=Sampling(), temperature=0, seed=99)
+    assert reply.content == core(greedy, user("hello world")).text
 
 
 def test_events_reach_handlers_and_astream_events():
     recorder = Recorder()
-    make(strategy=SpeculativeRejection(n=4, decision_tokens=2), callbacks=[recorder]).invoke(
-        "why is the sun red"
-    )
+    reply = make(
+        strategy=SpeculativeRejection(n=4, decision_tokens=2), callbacks=[recorder]
+    ).invoke("why is the sun red")
     assert "aligned.scored" in recorder.events and "aligned.done" in recorder.events
-    assert recorder.ends[0].generations[0][0].message.response_metadata["alignment"]
+    # Catches on_llm_end reporting another message (or stale stats) than the caller gets.
+    ended = recorder.ends[0].generations[0][0].message
+    assert ended.content == reply.content
+    assert ended.response_metadata["alignment"] == reply.response_metadata["alignment"]
+    assert ended.response_metadata["alignment"]["strategy"] == "speculative_rejection"
 
     async def collect():
         # Inside a chain the streamed model's events attach to the parent run (a model
@@ -157,27 +204,123 @@ def test_threads_and_tasks_each_get_their_own_answer():
 
 
 def test_tools_reach_the_prompt_and_tool_histories_render():
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
     model = make(strategy=Sampling())
     bound = model.bind_tools([add], tool_choice="add")
+    tools = [convert_to_openai_tool(add)]
     reply = bound.invoke("add 1 and 2")
-    assert isinstance(reply, AIMessage)
+    # Catches tools or the forced-choice instruction not reaching the core's prompt.
+    instructed = user("add 1 and 2\n\nAnswer by calling the add tool.")
+    assert reply.content == core(model, instructed, tools=tools).text
     history = [
         SystemMessage("be good"),
         HumanMessage("add 1 and 2"),
         AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 1, "b": 2}, "id": "c1"}]),
         ToolMessage("3", tool_call_id="c1"),
     ]
-    assert isinstance(bound.invoke(history), AIMessage)  # a conversation ending with a tool result
+    # A conversation ending with a tool result: the instruction goes to the system turn.
+    # Catches a mis-converted role/content in the history (e.g. the tool result dropped).
+    expected = [
+        {"role": "system", "content": "be good\n\nAnswer by calling the add tool."},
+        {"role": "user", "content": "add 1 and 2"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "add", "arguments": {"a": 1, "b": 2}},
+                }
+            ],
+        },
+        {"role": "tool", "content": "3", "tool_call_id": "c1", "name": "add"},
+    ]
+    assert bound.invoke(history).content == core(model, expected, tools=tools).text
 
 
 def test_tool_calls_are_parsed_with_ids():
     from langchain_aligned.chat_models import _split_tool_calls
 
     text, calls = _split_tool_calls(
-        'Sure. <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+        'Sure. <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>', {"add"}
     )
     assert text == "Sure."
     assert calls[0]["name"] == "add" and calls[0]["args"] == {"a": 1, "b": 2} and calls[0]["id"]
+
+
+_CALL_1 = '<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+_CALL_2 = '<tool_call>{"name": "add", "arguments": {"a": 3, "b": 4}}</tool_call>'
+_BARE = '{"name": "add", "arguments": {"a": 1, "b": 2}}'
+_BROKEN = "<tool_call>{not json</tool_call>"
+_UNKNOWN = '<tool_call>{"name": "mul", "arguments": {"a": 1}}</tool_call>'
+_BAD_ARGS = '<tool_call>{"name": "add", "arguments": "{oops"}</tool_call>'
+
+# (reply text, content left, arguments of the calls made)
+SPLIT_CASES = [
+    pytest.param("Sure. " + _CALL_1, "Sure.", [{"a": 1, "b": 2}], id="tagged-call"),
+    pytest.param(_CALL_1 + "\n" + _CALL_2, "", [{"a": 1, "b": 2}, {"a": 3, "b": 4}], id="two"),
+    pytest.param(
+        'Ann is {"name": "Ann", "age": 3}.', 'Ann is {"name": "Ann", "age": 3}.', [], id="prose"
+    ),
+    pytest.param('{"name": "Ann", "age": 3}', '{"name": "Ann", "age": 3}', [], id="prose-json"),
+    pytest.param("Try " + _UNKNOWN, "Try " + _UNKNOWN, [], id="unknown-tool"),
+    pytest.param(
+        "Try " + _BROKEN + " then " + _CALL_1,
+        "Try " + _BROKEN + " then",
+        [{"a": 1, "b": 2}],
+        id="broken-and-good",
+    ),
+    pytest.param(
+        _UNKNOWN + " " + _CALL_1 + " " + _BAD_ARGS,
+        _UNKNOWN + "  " + _BAD_ARGS,
+        [{"a": 1, "b": 2}],
+        id="unknown-and-bad-arguments-stay",
+    ),
+    pytest.param(_BARE + "\nThat adds them.", "That adds them.", [{"a": 1, "b": 2}], id="bare"),
+    pytest.param(
+        "Adding:\n" + _BARE + "\nDone.", "Adding:\n\nDone.", [{"a": 1, "b": 2}], id="bare-mid"
+    ),
+    pytest.param(
+        'Use {"name": "Ann"} here: ' + _BARE,
+        'Use {"name": "Ann"} here:',
+        [{"a": 1, "b": 2}],
+        id="bare-after-prose-json",
+    ),
+    pytest.param("No call {at all}.", "No call {at all}.", [], id="no-call"),
+]
+
+
+@pytest.mark.parametrize(("text", "content", "args"), SPLIT_CASES)
+def test_split_tool_calls_cuts_out_exactly_the_calls_to_bound_tools(text, content, args):
+    from langchain_aligned.chat_models import _split_tool_calls
+
+    left, calls = _split_tool_calls(text, {"add", "other"})
+    assert left == content
+    assert [c["args"] for c in calls] == args
+    assert all(c["name"] == "add" and c["type"] == "tool_call" for c in calls)
+    assert len({c["id"] for c in calls}) == len(calls)
+    assert all(c["id"].startswith("call_") for c in calls)
+    # Without the tool bound nothing is a call and the text stays whole.
+    assert _split_tool_calls(text, {"other"}) == (text, [])
+
+
+@pytest.mark.parametrize(
+    ("text", "content", "args"),
+    [SPLIT_CASES[0], SPLIT_CASES[2], SPLIT_CASES[5], SPLIT_CASES[7]],
+)
+def test_aimessage_content_keeps_all_but_calls_to_bound_tools(text, content, args):
+    bound = make(strategy=Scripted(text)).bind_tools([add])
+    reply = bound.invoke("add 1 and 2")
+    assert reply.content == content
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("add", a) for a in args]
+    assert reply.response_metadata["finish_reason"] == ("tool_calls" if args else "stop")
+    merged = None
+    for chunk in bound.stream("add 1 and 2"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged.content == content
+    assert [c["args"] for c in merged.tool_calls] == args
 
 
 @pytest.mark.parametrize(
@@ -192,7 +335,8 @@ def test_bad_input_is_named_and_model_stays_usable(messages, needle):
     model = make(strategy=Sampling())
     with pytest.raises(InvalidInputError, match=needle):
         model.invoke(messages)
-    assert model.invoke("hello").content is not None
+    # Catches a failed call leaving state behind (e.g. a stale tool/seed) in later replies.
+    assert model.invoke("hello").content == core(model, user("hello")).text
 
 
 def test_unrenderable_tool_is_named():
@@ -327,7 +471,9 @@ def test_valid_tool_calls_win_the_reward():
     model = make(strategy=Scripted(prose, ADD_CALL, needs_reward=True), reward=words)
     assert model.invoke("add 1 and 2").content == prose  # no tools: the base reward decides
     reply = model.bind_tools([add]).invoke("add 1 and 2")
-    assert reply.tool_calls and reply.tool_calls[0]["name"] == "add"
+    # Catches the prose winning despite the validity reward, or the call mis-parsed.
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("add", {"a": 1, "b": 2})]
+    assert reply.content == ""
     assert reply.response_metadata["alignment"]["candidate_rewards"][1] > 9
 
 
@@ -368,6 +514,12 @@ def test_structured_output_methods_and_schemas(schema, method):
             assert out == {"name": "Ann", "age": 30}
     raw = model.with_structured_output(schema, method=method, include_raw=True).invoke("Ann")
     assert raw["parsing_error"] is None and isinstance(raw["raw"], AIMessage)
+    # Catches include_raw parsing something else than (or nothing from) the raw reply.
+    assert raw["parsed"] == (
+        Person(name="Ann", age=30) if schema is Person else {"name": "Ann", "age": 30}
+    )
+    if method != "function_calling":
+        assert raw["raw"].content == text
 
 
 def test_structured_output_parsing_error_is_reported():
@@ -480,7 +632,8 @@ def test_cancelled_astream_stops_decoding_promptly():
     cancelled_at = asyncio.run(main())
     assert outcomes and outcomes[0][0] == "cancelled"
     assert outcomes[0][1] - cancelled_at < 0.5  # 200 tokens would take > 2 s
-    assert model.invoke("hello").content is not None  # still usable
+    # Still usable, and a cancelled run leaves no state behind in the next reply.
+    assert model.invoke("hello").content == core(model, user("hello")).text
 
 
 def test_unknown_tool_choice_is_named():
@@ -559,7 +712,11 @@ def test_streaming_batch_streams_each_input_its_own_reply():
         assert [m.content for m in together] == [
             make(strategy=strategy).invoke(p).content for p in prompts
         ]
-        assert all(m.content for m in together)
+        # Catches per-input routing or seeding bugs that invoke shares (both would agree).
+        reward = CountingScorer() if strategy.needs_reward else None
+        assert [m.content for m in together] == [
+            core(llm, user(p), reward=reward).text for p in prompts
+        ]
 
 
 def test_batch_with_a_failing_input_fails_only_that_input():
@@ -573,7 +730,9 @@ def test_batch_with_a_failing_input_fails_only_that_input():
     ]
     with pytest.raises(InvalidInputError):
         llm.batch(inputs)
-    assert llm.invoke("still usable").content is not None
+    # Catches a failed batch leaving state behind that changes later replies.
+    expected = core(llm, user("still usable"), reward=CountingScorer())
+    assert llm.invoke("still usable").content == expected.text
 
 
 def test_batch_under_max_concurrency_and_with_speculative_rejection():
@@ -653,5 +812,16 @@ def test_a_batch_failing_mid_decode_never_repeats_output():
     assert isinstance(out[1], Exception) and "boom" in str(out[1])
     assert all(names.count(EVENT_DONE) <= 1 for names in runs.values())
     assert all(names.count(EVENT_SCORED) <= 1 for names in runs.values())
-    assert isinstance(out[2], AIMessage) and _alignment(out[2])["reward"] is not None
-    assert llm.invoke("still usable").content is not None
+    assert isinstance(out[2], AIMessage)
+    # Catches the re-decoded third input getting another seed or a misattributed reward.
+    expected = core(llm, user("hello"), reward=CountingScorer())
+    assert out[2].content == expected.text
+    assert (
+        _alignment(out[2])["reward"] == CountingScorer().score(user("hello"), [out[2].content])[0]
+    )
+    assert _alignment(out[2])["seed"] == 3
+    assert out[2].usage_metadata["output_tokens"] == _alignment(out[2])["tokens_returned"]
+    assert (
+        llm.invoke("still usable").content
+        == core(llm, user("still usable"), reward=CountingScorer()).text
+    )

@@ -90,6 +90,69 @@ def test_tool_calls_parse_and_validate():
         rewards.ToolCallScorer([{"name": "x", "parameters": {"type": 3}}])
 
 
+GOOD = '<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>'
+OTHER = '<tool_call>{"name": "mul", "arguments": {"a": 2}}</tool_call>'
+NOT_JSON = "<tool_call>{not json</tool_call>"
+BAD_ARGS = '<tool_call>{"name": "add", "arguments": "{oops"}</tool_call>'
+BARE = '{"name": "add", "arguments": {"a": 1}}'
+
+
+def test_find_tool_calls_gives_the_span_of_every_block():
+    text = f"A {GOOD} B {NOT_JSON}\n{BAD_ARGS} C {OTHER}"
+    matches = rewards.find_tool_calls(text)
+    assert [text[m.start : m.end] for m in matches] == [GOOD, NOT_JSON, BAD_ARGS, OTHER]
+    assert [(m.name, m.error) for m in matches] == [
+        ("add", None),
+        (None, "no JSON object"),
+        ("add", "arguments are not JSON"),
+        ("mul", None),
+    ]
+    assert all(m.tagged for m in matches)
+    # parse_tool_calls keeps its contract: the same calls as plain dicts, in order.
+    assert rewards.parse_tool_calls(text) == [m.as_dict() for m in matches]
+    assert rewards.parse_tool_calls(text)[0] == {"name": "add", "arguments": {"a": 1}}
+    assert rewards.parse_tool_calls(text)[1] == {
+        "name": None,
+        "arguments": None,
+        "error": "no JSON object",
+    }
+    # An unterminated block runs to the end of the text.
+    open_block = '<tool_call>{"name": "add", "arguments": {}}'
+    (match,) = rewards.find_tool_calls("x " + open_block)
+    assert (match.start, match.end, match.name) == (2, 2 + len(open_block), "add")
+
+
+def test_find_tool_calls_gives_the_json_span_of_a_bare_call():
+    text = f"Calling add: {BARE} and then I answer."
+    (match,) = rewards.find_tool_calls(text)
+    assert text[match.start : match.end] == BARE and not match.tagged
+    assert (match.name, match.arguments, match.error) == ("add", {"a": 1}, None)
+    # Objects without a name are not calls, and do not hide a call after them.
+    text = f'Input {{"a": 1}}; call {BARE}; an object {{"name": "Ann", "age": 3}}.'
+    assert [text[m.start : m.end] for m in rewards.find_tool_calls(text)] == [
+        BARE,
+        '{"name": "Ann", "age": 3}',
+    ]
+    # A "name" nested inside an object that is not a call is not a call.
+    assert rewards.find_tool_calls('{"person": {"name": "Ann"}}') == []
+    # Inside <tool_call> blocks only the blocks count, not bare objects elsewhere.
+    assert [m.name for m in rewards.find_tool_calls(f"{BARE} {OTHER}")] == ["mul"]
+    for plain in ["hello", 'just {"a": 1}', '"name" without an object', "{broken"]:
+        assert rewards.find_tool_calls(plain) == []
+
+
+def test_tool_call_scorer_scores_unknown_tools_half_and_broken_blocks_zero():
+    scorer = rewards.ToolCallScorer([{"name": "add", "parameters": {"type": "object"}}])
+    assert scorer.score("q", [GOOD, OTHER, BARE, f"x {BARE} y", f"{GOOD} {NOT_JSON}"]) == [
+        1.0,
+        0.5,  # mul is not a tool
+        1.0,
+        1.0,  # prose around a bare call does not matter
+        0.0,  # one broken block spoils the reply
+    ]
+    assert scorer.score("q", [BAD_ARGS, 'Ann: {"name": "Ann"}']) == [0.0, 0.5]
+
+
 def test_weighted_and_cached():
     a = rewards.FunctionScorer(lambda c, t: [float(len(x)) for x in t], name="len")
     b = rewards.FunctionScorer(lambda c, t: [1.0 if "x" in x else 0.0 for x in t], name="x")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 from scorers import CountingScorer, RaisingScorer
 from tiny import tiny_pair
 
+import rewards
 from langchain_aligned import BestOfN, Hooks, SpeculativeRejection, generate
 from langchain_aligned.errors import InvalidInputError, RewardError
 
@@ -104,27 +106,225 @@ def test_round_statistics_add_up_and_finished_are_never_rejected():
     assert len(spr.stats.candidate_rewards) == 8 - sum(r.rejected for r in rounds)
 
 
+def _keep(alpha, size):
+    """⌈(1 − α)·|pool|⌉ in exact arithmetic (0.3·10 is 3, not 3.0000000000000004)."""
+    return math.ceil((1 - Fraction(str(alpha))) * size)
+
+
+def _check_schedule(stats, n, alpha, budget):
+    """Every round's decision token τ is exactly the one the schedule gives.
+
+    The memory rule: decide when alive rows × (prompt + tokens decoded) would exceed
+    the budget, i.e. d + max(1, budget // alive − (prompt + d)) after a round at d
+    (the first at max(1, budget // n − prompt)). Back-off: after a round that rejected
+    less than its quota |pool| − ⌈(1 − α)·|pool|⌉ (finished candidates ranked at the
+    bottom), the next decision comes no earlier than 2·d. A round is only held while
+    it can reject something (quota ≥ 1).
+    """
+    prompt = stats.prompt_tokens
+    expected = max(1, budget // n - prompt)
+    pool, short, previous = n, False, None
+    for r in stats.rounds:
+        if previous is not None:
+            d = previous.decision_token
+            expected = d + max(1, budget // r.alive - (prompt + d))
+            if short:
+                expected = max(expected, 2 * d)
+        assert r.decision_token == expected, (r.round, [x.decision_token for x in stats.rounds])
+        quota = pool - _keep(alpha, pool)
+        assert quota >= 1, f"round {r.round} could not reject anything (pool {pool})"
+        short = r.rejected < quota
+        pool -= r.rejected
+        previous = r
+
+
 def test_decision_points_follow_the_memory_rule():
-    # With α = 0.5 the survivors decode until the cache budget fills again, so the
-    # second decision comes at roughly twice the first decision's length.
-    spr = _run(
-        SpeculativeRejection(n=8, rejection_rate=0.5, decision_tokens=4),
-        PROMPTS[1],
-        0,
-        max_new_tokens=40,
-    )
+    # With α = 0.5 the survivors decode until the cache budget fills again, so each
+    # decision comes at roughly twice the previous one's length; every round's τ is
+    # the rule's, not just "later than the first".
+    strategy = SpeculativeRejection(n=8, rejection_rate=0.5, decision_tokens=4)
+    spr = _run(strategy, PROMPTS[1], 0, max_new_tokens=40)
     rounds = spr.stats.rounds
+    assert len(rounds) >= 2
     assert rounds[0].decision_token == 4
-    if len(rounds) > 1:
-        assert rounds[1].decision_token > rounds[0].decision_token
+    assert rounds[1].decision_token > 2 * rounds[0].decision_token
+    _check_schedule(spr.stats, 8, 0.5, 8 * (spr.stats.prompt_tokens + 4))
 
 
 def test_memory_budget_mode_decides_when_the_budget_is_exceeded():
+    budget = 8 * 12
     spr = _run(
-        SpeculativeRejection(n=8, rejection_rate=0.5, memory_budget_slots=8 * 12), PROMPTS[0], 0
+        SpeculativeRejection(n=8, rejection_rate=0.5, memory_budget_slots=budget), PROMPTS[0], 0
     )
-    assert spr.stats.rounds
-    assert spr.stats.peak_cache_slots <= 8 * 12 + 8
+    assert len(spr.stats.rounds) >= 2
+    _check_schedule(spr.stats, 8, 0.5, budget)
+    # Every decision comes before alive rows × slots pass the budget (one row per
+    # candidate at most over it: the step that reaches it).
+    assert spr.stats.peak_cache_slots <= budget + 8
+
+
+def _full_rounds(n, alpha):
+    """L(n): how many rounds that each reject their whole quota fit, starting at n."""
+    count, pool = 0, n
+    while _keep(alpha, pool) < pool:
+        count, pool = count + 1, _keep(alpha, pool)
+    return count
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2, 0.3, 0.5, 0.7, 0.9])
+@pytest.mark.parametrize("n", [2, 3, 4, 8, 16])
+def test_rounds_stay_logarithmic_whatever_alpha_and_n(n, alpha):
+    # The bound: the pool (alive + finished) shrinks only by rejection, and a round is
+    # held only while ⌈(1 − α)·|pool|⌉ < |pool|.
+    # * A round that rejects its whole quota maps |pool| to ⌈(1 − α)·|pool|⌉; rounds
+    #   that reject less only shrink it less, and the chain length L is monotone in
+    #   |pool|, so there are at most L(n) such rounds — O(log n / −log(1 − α)).
+    # * A round that rejects less than its quota puts the next decision at ≥ 2·d, and
+    #   decisions strictly increase within 1 ≤ d < max_new_tokens, so there are at
+    #   most ⌊log2(max_new_tokens − 1)⌋ + 1 of them.
+    max_new_tokens = 24
+    bound = _full_rounds(n, alpha) + math.floor(math.log2(max_new_tokens - 1)) + 1
+    events = []
+    strategy = SpeculativeRejection(n=n, rejection_rate=alpha, decision_tokens=2)
+    spr = _run(
+        strategy,
+        PROMPTS[0],
+        n,
+        max_new_tokens=max_new_tokens,
+        hooks=Hooks(on_event=lambda name, data: events.append((name, data))),
+    )
+    stats = spr.stats
+    rounds = stats.rounds
+    scored = [data for name, data in events if name == "aligned.scored"]
+    partial_calls = [data for data in scored if data["partial"]]
+    final_calls = [data for data in scored if not data["partial"]]
+    assert [d["round"] for d in partial_calls] == [r.round for r in rounds]
+    assert len(final_calls) <= 1
+    assert stats.reward_calls == len(rounds) + len(final_calls)
+    pool = n
+    for r, call in zip(rounds, partial_calls, strict=True):
+        # The call's last entries are the alive candidates' partial scores.
+        alive = pool - r.finished
+        partial = sorted(call["rewards"][-alive:], reverse=True)
+        if r.rejected == 0:
+            assert r.threshold is None, f"round {r.round} rejected nothing"
+        else:
+            # The lowest partial reward that survived (the rejected are the lowest).
+            assert r.threshold == partial[alive - r.rejected - 1]
+        pool -= r.rejected
+    assert len(rounds) <= bound, [(r.decision_token, r.rejected) for r in rounds]
+    _check_schedule(stats, n, alpha, n * (stats.prompt_tokens + 2))
+
+
+@pytest.mark.parametrize(("n", "alpha"), [(4, 0.2), (3, 0.3), (2, 0.3), (16, 0.05)])
+def test_a_pool_that_can_never_reject_is_best_of_n(n, alpha):
+    # ⌈(1 − α)·n⌉ = n: no round could ever reject anything (the pool only shrinks by
+    # rejection), so none is held: one reward call, exactly Best-of-N's result.
+    for seed, prompt in enumerate(PROMPTS):
+        spr = _run(SpeculativeRejection(n=n, rejection_rate=alpha, decision_tokens=2), prompt, seed)
+        bon = _run(BestOfN(n=n), prompt, seed)
+        assert spr.stats.rounds == []
+        assert spr.stats.reward_calls == 1
+        assert spr.token_ids == bon.token_ids and spr.text == bon.text
+        assert spr.stats.reward == bon.stats.reward
+        assert spr.stats.candidate_rewards == bon.stats.candidate_rewards
+        assert spr.stats.tokens_generated == bon.stats.tokens_generated
+
+
+class RecordingScorer(rewards.RewardScorer):
+    """A real scorer that records the texts of every call and delegates to ``inner``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = []
+        self.comparable_across_calls = getattr(inner, "comparable_across_calls", True)
+
+    @property
+    def name(self):
+        return f"recording({self.inner.name})"
+
+    def _score(self, conversation, completions):
+        self.calls.append(list(completions))
+        return self.inner.score(conversation, completions)
+
+
+def _counting(text):
+    return CountingScorer().score("", [text])[0]
+
+
+def _brevity(conversation, text):
+    """Fewer words is better (then more characters): finished short replies win."""
+    return -len(text.split()) + 0.01 * len(text)
+
+
+def _run_recorded(scorer, seed, n):
+    events = []
+    spr = _run(
+        SpeculativeRejection(n=n, rejection_rate=0.5, decision_tokens=3),
+        PROMPTS[0],
+        seed,
+        scorer,
+        hooks=Hooks(on_event=lambda name, data: events.append((name, data))),
+    )
+    scored = [data for name, data in events if name == "aligned.scored"]
+    assert len(scored) == len(scorer.calls) == spr.stats.reward_calls
+    # Which texts of each call are complete candidates: all of a final call's; of a
+    # round's call, all but the alive candidates' partial texts (the last entries).
+    complete, pool, partial_counts = set(), n, []
+    for texts, data in zip(scorer.calls, scored, strict=True):
+        if data["partial"]:
+            r = spr.stats.rounds[data["round"] - 1]
+            alive = pool - r.finished
+            partial_counts.append(alive)
+            complete.update(texts[: len(texts) - alive])
+            pool -= r.rejected
+        else:
+            complete.update(texts)
+    return spr, scored, complete, partial_counts
+
+
+@pytest.mark.parametrize("normalization", ["rank", "zscore"])
+def test_within_call_normalised_reward_returns_the_best_complete_candidate(normalization):
+    # Rank / z-score normalisation makes scores comparable only within one call: every
+    # round ranks the whole pool from one call and one final call scores every
+    # complete candidate, so the reply is the best complete one by the underlying
+    # (deterministic, per-text) score.
+    runs, wrong = [], []
+    underlying = rewards.FunctionScorer(_brevity, per_item=True)
+    for seed in range(20):
+        inner = rewards.WeightedScorer({underlying: 1.0}, normalization=normalization)
+        scorer = RecordingScorer(inner)
+        assert scorer.comparable_across_calls is False
+        spr, scored, complete, _ = _run_recorded(scorer, seed, 16)
+        runs.append((spr, scorer, scored, complete))
+        if _brevity("", spr.text) != max(_brevity("", t) for t in complete):
+            wrong.append(seed)
+    assert wrong == [], f"not the best complete candidate for seeds {wrong}"
+    for spr, scorer, scored, complete in runs:
+        # One call per round holds the whole pool (finished candidates re-scored).
+        pool = 16
+        for r, texts in zip(spr.stats.rounds, scorer.calls, strict=False):
+            assert len(texts) == pool
+            pool -= r.rejected
+        # The last call scores every complete candidate; the reported rewards are its.
+        final = scored[-1]
+        assert not final["partial"] and set(scorer.calls[-1]) == complete
+        assert len(scorer.calls[-1]) == len(spr.stats.candidate_rewards)
+        assert spr.stats.reward_calls == len(spr.stats.rounds) + 1
+        assert spr.stats.candidate_rewards == final["rewards"]
+        assert spr.stats.reward == max(final["rewards"])
+
+
+def test_comparable_reward_scores_each_finished_candidate_once():
+    # The default (comparable across calls): finished candidates are scored in one
+    # call only — the round that first sees them, or the final call.
+    for seed in range(4):
+        scorer = RecordingScorer(rewards.FunctionScorer(CountingScorer().score))
+        spr, _, complete, partial_counts = _run_recorded(scorer, seed, 8)
+        assert spr.stats.rounds
+        assert _counting(spr.text) == max(_counting(t) for t in complete)
+        scored_as_complete = spr.stats.reward_texts_scored - sum(partial_counts)
+        assert scored_as_complete == len(spr.stats.candidate_rewards)
 
 
 def test_repeated_runs_identical_and_single_survivor_streams_live():
