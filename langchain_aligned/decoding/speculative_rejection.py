@@ -249,7 +249,10 @@ class SpeculativeRejection(Strategy):
         # The bar a partial candidate had to clear: the lowest surviving partial reward
         # (None when nothing was rejected — there was no bar).
         threshold = (
-            min(v for v, done, c in ranked_pool if not done and id(c) in survivors)
+            min(
+                (v for v, done, c in ranked_pool if not done and id(c) in survivors),
+                default=None,
+            )
             if rejected
             else None
         )

@@ -26,5 +26,5 @@ def test_notebook_runs(path):
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert not cell.get("outputs"), f"{path.name}: outputs must be stripped in git"
-    _, errors = run_notebook(path, small=True, timeout=300)
+    _, errors = run_notebook(path, small=True, timeout=600)
     assert not errors

@@ -55,6 +55,7 @@ def test_reward_shifted_sampling_runs_with_prompt_steered_drafts():
     stats = result.stats
     assert result.text and stats.draft_tokens_proposed > 0
     assert 0 <= stats.acceptance_rate <= 1
-    assert (
-        stats.target_forward_passes < 1 + len(result.token_ids) + 1
-    )  # fewer target passes than tokens
+    # Every lane runs on the target's weights (prompt-steered draft and default
+    # reference): three prefills, and all their passes are target passes.
+    assert stats.prefill_passes == 3 and stats.draft_forward_passes == 0
+    assert stats.draft_tokens_accepted <= len(result.token_ids)
