@@ -93,8 +93,6 @@ class AlignmentStatsHandler(BaseCallbackHandler):
             records = list(self.records)
             events = dict(self.events)
         rewards = [r["reward"] for r in records if r.get("reward") is not None]
-        proposed = sum(r.get("draft_tokens_proposed", 0) for r in records)
-        accepted = sum(r.get("draft_tokens_accepted", 0) for r in records)
         saved = sum(
             max(
                 r.get("num_candidates", 1) * r.get("tokens_returned", 0)
@@ -112,17 +110,17 @@ class AlignmentStatsHandler(BaseCallbackHandler):
             "reward_mean": sum(rewards) / len(rewards) if rewards else None,
             "reward_min": min(rewards) if rewards else None,
             "reward_max": max(rewards) if rewards else None,
-            "tokens_generated": sum(r.get("tokens_generated", 0) for r in records),
-            "tokens_returned": sum(r.get("tokens_returned", 0) for r in records),
-            "draft_tokens_proposed": proposed,
-            "draft_tokens_accepted": accepted,
-            "acceptance_rate": accepted / proposed if proposed else None,
+            "tokens_generated": shared["tokens_generated"],
+            "tokens_returned": shared["tokens_returned"],
+            "draft_tokens_proposed": shared["draft_tokens_proposed"],
+            "draft_tokens_accepted": shared["draft_tokens_accepted"],
+            "acceptance_rate": shared["acceptance_rate"],
             "rounds": sum(len(r.get("rounds") or []) for r in records),
             "candidates_rejected": sum(
                 x.get("rejected", 0) for r in records for x in r.get("rounds") or []
             ),
             "tokens_saved_vs_best_of_n": saved,
-            "reward_calls": sum(r.get("reward_calls", 0) for r in records),
+            "reward_calls": shared["reward_calls"],
             "target_forward_passes": shared["target_forward_passes"],
             "draft_forward_passes": shared["draft_forward_passes"],
             "events": events,

@@ -54,20 +54,11 @@ class ToolCallMatch:
         return {"name": self.name, "arguments": self.arguments}
 
 
-def _first_json_object(text: str) -> Any | None:
-    start = text.find("{")
-    while start >= 0:
-        try:
-            return _DECODER.raw_decode(text, start)[0]
-        except json.JSONDecodeError:
-            start = text.find("{", start + 1)
-    return None
+def _json_objects(text: str) -> Iterator[tuple[Any, int, int]]:
+    """Top-level JSON objects of ``text`` in order: (value, start, end).
 
-
-def _bare_calls(text: str) -> Iterator[tuple[dict[str, Any], int, int]]:
-    """Top-level JSON objects of ``text`` with a string ``name``: (object, start, end).
-
-    Objects nested inside another decoded object are never calls of their own.
+    Scanning resumes after each decoded object, so objects nested inside another one
+    are never yielded on their own.
     """
     start = text.find("{")
     while start >= 0:
@@ -76,9 +67,19 @@ def _bare_calls(text: str) -> Iterator[tuple[dict[str, Any], int, int]]:
         except json.JSONDecodeError:
             start = text.find("{", start + 1)
             continue
+        yield value, start, end
+        start = text.find("{", end)
+
+
+def _first_json_object(text: str) -> Any | None:
+    return next((value for value, _, _ in _json_objects(text)), None)
+
+
+def _bare_calls(text: str) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """Top-level JSON objects of ``text`` with a string ``name``: (object, start, end)."""
+    for value, start, end in _json_objects(text):
         if isinstance(value, dict) and isinstance(value.get("name"), str):
             yield value, start, end
-        start = text.find("{", end)
 
 
 def _read_call(value: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:

@@ -383,14 +383,19 @@ class DecodingEngine:
                 if cut is not None:
                     self.finish(candidate, "stop", text=cut)
                     return True
-            if len(candidate.token_ids) >= params.max_new_tokens:
-                self.finish(candidate, "length")
-                return True
-            limit = self.handle.context_length
-            if limit is not None and len(candidate.prompt_ids) + len(candidate.token_ids) >= limit:
+            if self.room(candidate, params) == 0:
                 self.finish(candidate, "length")
                 return True
         return False
+
+    def room(self, candidate: Candidate, params: SamplingParams) -> int:
+        """Tokens ``candidate`` may still append before the length cap or the context
+        limit (0 means it is finished by length)."""
+        room = params.max_new_tokens - len(candidate.token_ids)
+        limit = self.handle.context_length
+        if limit is not None:
+            room = min(room, limit - len(candidate.prompt_ids) - len(candidate.token_ids))
+        return max(room, 0)
 
     def finish(self, candidate: Candidate, reason: str, text: str | None = None) -> None:
         """Mark a candidate finished and fix its text."""

@@ -112,7 +112,9 @@ def reward_shifted_weights(
     # distributions at the request's temperature; its mass Z = Σ_v π_ref·π_r^draft/π_draft
     # (not 1 in general) is what makes it inexact. Keep that mass on the warped shape.
     t = params.temperature
-    tempered = _tilt(target_logits / t, aligned_logits / t, reference_logits / t)
+    tempered = (
+        tilt if t == 1 else _tilt(target_logits / t, aligned_logits / t, reference_logits / t)
+    )
     mass = tempered.logsumexp(-1, keepdim=True).exp()  # [..., 1] Z
     return shaped * mass
 

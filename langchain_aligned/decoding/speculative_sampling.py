@@ -48,7 +48,7 @@ from .base import (
     score_replies,
 )
 from .drafts import BoundDraft, bind_draft
-from .engine import Candidate, DecodeCancelled, DecodeState, DecodingEngine, EngineCounters
+from .engine import DecodeCancelled, DecodeState, DecodingEngine, EngineCounters
 from .params import SamplingParams, draw_uniforms, sample_from, warp
 from .text import StopMatcher, TextStream
 
@@ -233,7 +233,7 @@ def run_speculative(
         # always fit, and no draft work is spent on tokens the reply cannot keep. The
         # batch drafts max γ_r; a row draws uniforms for its own γ_r only, so it decodes
         # exactly as it would alone.
-        own_gamma = [min(gamma, _room(engine, c, params) - 1) for c in rows]
+        own_gamma = [min(gamma, engine.room(c, params) - 1) for c in rows]
         gamma_step = max(own_gamma)
 
         def uniforms(counts: list[int], rows: list[Any] = rows) -> torch.Tensor:
@@ -265,15 +265,9 @@ def run_speculative(
                 drafted.append(token)
                 q_steps.append(q_t)
         vocab = engine.vocab_size
-        draft_tokens = (
-            torch.stack(drafted, dim=1) if drafted else torch.zeros(len(rows), 0, dtype=torch.long)
-        )  # [rows, γ]
-        q = (
-            torch.stack(q_steps, dim=1) if q_steps else torch.zeros(len(rows), 0, vocab)
-        )  # [rows, γ, vocab]
-        q_logits = (
-            torch.stack(draft_logits, dim=1) if draft_logits else torch.zeros(len(rows), 0, vocab)
-        )  # [rows, γ (+1), vocab]
+        draft_tokens = _stack(drafted, (len(rows), 0), torch.long)  # [rows, γ]
+        q = _stack(q_steps, (len(rows), 0, vocab))  # [rows, γ, vocab]
+        q_logits = _stack(draft_logits, (len(rows), 0, vocab))  # [rows, γ (+1), vocab]
 
         # Step 2: the target and every reference score pending + γ draft tokens in one
         # forward pass each, giving logits at the γ+1 positions (the last one is for
@@ -358,13 +352,12 @@ def run_speculative(
     return results
 
 
-def _room(engine: DecodingEngine, candidate: Candidate, params: SamplingParams) -> int:
-    """Tokens ``candidate`` can still append before its length cap or context limit."""
-    room = params.max_new_tokens - len(candidate.token_ids)
-    limit = engine.handle.context_length
-    if limit is not None:
-        room = min(room, limit - len(candidate.prompt_ids) - len(candidate.token_ids))
-    return max(room, 1)
+def _stack(
+    steps: list[torch.Tensor], empty: tuple[int, ...], dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Stack per-position tensors along dim 1 (an empty ``empty``-shaped tensor when a
+    step drafts nothing: γ_r = 0 for every row near the length cap)."""
+    return torch.stack(steps, dim=1) if steps else torch.zeros(empty, dtype=dtype)
 
 
 def _check_gamma(owner: str, value: Any) -> None:
