@@ -8,6 +8,8 @@ the benchmarks; run it alone with ``python -m benchmarks.report``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,26 @@ def _machine(data: dict[str, Any]) -> str:
     )
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+@dataclass(frozen=True)
+class Column:
+    """A table column: its header, its cell for one row, and whether the table shows it."""
+
+    header: str
+    cell: Callable[[Any], Any]
+    shown: bool = True
+
+
+def table(columns: list[Column], rows: Iterable[Any]) -> str:
+    """A markdown table: the shown columns' headers, then one line per row."""
+    shown = [c for c in columns if c.shown]
+    lines = ["| " + " | ".join(c.header for c in shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(str(c.cell(row)) for c in shown) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def named_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a result mapping ``{name: fields}``, each with its ``name``."""
+    return [{**fields, "name": name} for name, fields in results.items()]
 
 
 def _pct(x: float | None) -> str:
@@ -61,18 +79,15 @@ def engine_section() -> str | None:
     data = _load("engine")
     if data is None:
         return None
-    rows = [
-        [
-            r["batch"],
-            r["tokens_per_row"],
-            f"{r['engine_tokens_per_s']:.1f}",
-            f"{r['generate_tokens_per_s']:.1f}",
-            f"**{r['speed_ratio']:.2f}×**",
-        ]
-        for r in data["rows"]
+    columns = [
+        Column("batch", lambda r: r["batch"]),
+        Column("tokens/row", lambda r: r["tokens_per_row"]),
+        Column("engine tok/s", lambda r: f"{r['engine_tokens_per_s']:.1f}"),
+        Column("`generate` tok/s", lambda r: f"{r['generate_tokens_per_s']:.1f}"),
+        Column("engine ÷ generate", lambda r: f"**{r['speed_ratio']:.2f}×**"),
     ]
-    body = f"{data['model']}, {data['dtype']}, best of repeated runs.\n\n" + _table(
-        ["batch", "tokens/row", "engine tok/s", "`generate` tok/s", "engine ÷ generate"], rows
+    body = f"{data['model']}, {data['dtype']}, best of repeated runs.\n\n" + table(
+        columns, data["rows"]
     )
     return _section(
         "Engine throughput vs `model.generate`",
@@ -83,39 +98,46 @@ def engine_section() -> str | None:
     )
 
 
+def rejection_table(data: dict[str, Any]) -> str:
+    # Older result files timed wall clock only; newer ones time CPU and split it.
+    cpu = all("cpu_seconds" in s for s in data["summary"].values())
+
+    def speedup(r: dict[str, Any]) -> str:
+        if "speedup" in r:
+            return f"{r['speedup']:.2f}× ({r['speedup_kind']})"
+        return "reference" if r["name"] == data["reference"] else "–"
+
+    def kv_slots(r: dict[str, Any]) -> Any:
+        if "peak_kv_cache_mib" not in r:
+            return r["peak_cache_slots"]
+        return f"{r['peak_cache_slots']} ({r['peak_kv_cache_mib']:.0f} MiB)"
+
+    columns = [
+        Column("method", lambda r: r["name"]),
+        Column("improvement score", lambda r: f"{r['improvement_score']:.1f}"),
+        Column(
+            f"relative compute ({'CPU' if cpu else 'wall'} time)",
+            lambda r: f"{r['relative_compute']:.2f}",
+        ),
+        Column("relative wall time", lambda r: f"{r['relative_wall_time']:.2f}", cpu),
+        Column("relative tokens", lambda r: f"{r['relative_tokens']:.2f}"),
+        Column("peak KV slots", kv_slots),
+        Column("reward calls", lambda r: r["reward_calls"]),
+        Column("speedup at equal score", speedup),
+        Column(
+            "time scoring",
+            lambda r: _pct(r["scoring_seconds"] / (r["generation_seconds"] + r["scoring_seconds"])),
+            cpu,
+        ),
+    ]
+    return table(columns, named_rows(data["summary"]))
+
+
 def rejection_sections() -> list[str]:
     sections = []
     for path in sorted(RESULTS.glob("rejection_*.json")):
         name = path.stem
         data = json.loads(path.read_text())
-        summary = data["summary"]
-        # Older result files timed wall clock only; newer ones time CPU and split it.
-        cpu = all("cpu_seconds" in s for s in summary.values())
-        rows = []
-        for method, s in summary.items():
-            speedup = (
-                f"{s['speedup']:.2f}× ({s['speedup_kind']})"
-                if "speedup" in s
-                else "reference"
-                if method == data["reference"]
-                else "–"
-            )
-            row = [
-                method,
-                f"{s['improvement_score']:.1f}",
-                f"{s['relative_compute']:.2f}",
-                f"{s['relative_tokens']:.2f}",
-                s["peak_cache_slots"]
-                if "peak_kv_cache_mib" not in s
-                else f"{s['peak_cache_slots']} ({s['peak_kv_cache_mib']:.0f} MiB)",
-                s["reward_calls"],
-                speedup,
-            ]
-            if cpu:
-                share = s["scoring_seconds"] / (s["generation_seconds"] + s["scoring_seconds"])
-                row[3:3] = [f"{s['relative_wall_time']:.2f}"]
-                row.append(f"{100 * share:.0f} %")
-            rows.append(row)
         body = (
             f"Model {data['model']}, reward {data['reward']}, {data['prompts']} prompts, "
             f"{data['max_new_tokens']} new tokens, first decision after τ = "
@@ -129,20 +151,7 @@ def rejection_sections() -> list[str]:
                 else ""
             )
             + "\n\n"
-            + _table(
-                [
-                    "method",
-                    "improvement score",
-                    "relative compute (CPU time)" if cpu else "relative compute (wall time)",
-                    *(["relative wall time"] if cpu else []),
-                    "relative tokens",
-                    "peak KV slots",
-                    "reward calls",
-                    "speedup at equal score",
-                    *(["time scoring"] if cpu else []),
-                ],
-                rows,
-            )
+            + rejection_table(data)
         )
         command = f"python -m benchmarks.bench_rejection --models {data['model']}"
         sections.append(
@@ -157,40 +166,26 @@ def speculative_section() -> str | None:
     data = _load("speculative")
     if data is None:
         return None
-    parts = []
-    for setup, methods in data["results"].items():
-        rows = [
-            [
-                method,
-                _pct(r["acceptance_rate"]),
-                f"{r['target_passes_per_token']:.2f}",
-                f"{r['tokens_per_s']:.1f}",
-                f"{r.get('speed_vs_sampling', 1.0):.2f}×",
-                f"{r['gold_reward']:.3f}",
-                f"{r.get('gold_reward_shift', 0.0):+.3f}"
-                + (
-                    f" ± {r['gold_reward_shift_stderr']:.3f}"
-                    if "gold_reward_shift_stderr" in r
-                    else ""
-                ),
-            ]
-            for method, r in methods.items()
-        ]
-        parts.append(
-            f"**{setup}**\n\n"
-            + _table(
-                [
-                    "method",
-                    "acceptance",
-                    "target passes / token",
-                    "tok/s",
-                    "speed vs sampling",
-                    f"gold ({data['gold']})",
-                    "gold shift ± paired s.e.",
-                ],
-                rows,
-            )
-        )
+
+    def gold_shift(r: dict[str, Any]) -> str:
+        shift = f"{r.get('gold_reward_shift', 0.0):+.3f}"
+        if "gold_reward_shift_stderr" in r:
+            shift += f" ± {r['gold_reward_shift_stderr']:.3f}"
+        return shift
+
+    columns = [
+        Column("method", lambda r: r["name"]),
+        Column("acceptance", lambda r: _pct(r["acceptance_rate"])),
+        Column("target passes / token", lambda r: f"{r['target_passes_per_token']:.2f}"),
+        Column("tok/s", lambda r: f"{r['tokens_per_s']:.1f}"),
+        Column("speed vs sampling", lambda r: f"{r.get('speed_vs_sampling', 1.0):.2f}×"),
+        Column(f"gold ({data['gold']})", lambda r: f"{r['gold_reward']:.3f}"),
+        Column("gold shift ± paired s.e.", gold_shift),
+    ]
+    parts = [
+        f"**{setup}**\n\n" + table(columns, named_rows(methods))
+        for setup, methods in data["results"].items()
+    ]
     body = (
         f"{data['prompts']} prompts, {data['max_new_tokens']} new tokens, temperature 1; "
         f"steering prompt of the aligned draft: “{data['steer']}”"
@@ -217,32 +212,24 @@ def rewards_section() -> str | None:
     if data is None:
         return None
     acc = (accuracy or {}).get("scorers", {})
-    rows = []
-    for name, r in data["scorers"].items():
+
+    def preference_accuracy(r: dict[str, Any]) -> str:
+        # Accuracy names carry the model in parentheses, latency names after a space.
         match = next(
-            (v for k, v in acc.items() if k.split("(")[0].strip() == name.split(" ")[0]), None
+            (v for k, v in acc.items() if k.split("(")[0].strip() == r["name"].split(" ")[0]),
+            None,
         )
-        rows.append(
-            [
-                name,
-                f"{r['ms_per_completion_batch_1']:.3g}",
-                f"{r['ms_per_completion_batch_16']:.3g}",
-                _pct(match["accuracy"]) if match else "–",
-            ]
-        )
+        return _pct(match["accuracy"]) if match else "–"
+
+    columns = [
+        Column("scorer", lambda r: r["name"]),
+        Column("ms / completion (batch 1)", lambda r: f"{r['ms_per_completion_batch_1']:.3g}"),
+        Column("ms / completion (batch 16)", lambda r: f"{r['ms_per_completion_batch_16']:.3g}"),
+        Column("preference accuracy", preference_accuracy),
+    ]
     pairs = (accuracy or {}).get("pairs", "?")
-    body = (
-        "Latency per completion and accuracy on the "
-        + f"{pairs}-pair preference set.\n\n"
-        + _table(
-            [
-                "scorer",
-                "ms / completion (batch 1)",
-                "ms / completion (batch 16)",
-                "preference accuracy",
-            ],
-            rows,
-        )
+    body = f"Latency per completion and accuracy on the {pairs}-pair preference set.\n\n" + table(
+        columns, named_rows(data["scorers"])
     )
     return _section(
         "Reward scorers",
@@ -257,17 +244,14 @@ def structured_section() -> str | None:
     data = _load("structured")
     if data is None:
         return None
-    rows = [
-        [
-            name,
-            _pct(r["valid_tool_call_rate"]),
-            _pct(r.get("correct_tool_call_rate")),
-            _pct(r["valid_object_rate"]),
-            _pct(r.get("correct_object_rate")),
-            f"{r['seconds_per_tool_prompt']:.1f}",
-            f"{r['seconds_per_json_prompt']:.1f}",
-        ]
-        for name, r in data["results"].items()
+    columns = [
+        Column("strategy", lambda r: r["name"]),
+        Column("valid tool call", lambda r: _pct(r["valid_tool_call_rate"])),
+        Column("correct tool call", lambda r: _pct(r.get("correct_tool_call_rate"))),
+        Column("valid object", lambda r: _pct(r["valid_object_rate"])),
+        Column("correct object", lambda r: _pct(r.get("correct_object_rate"))),
+        Column("s / tool prompt", lambda r: f"{r['seconds_per_tool_prompt']:.1f}"),
+        Column("s / JSON prompt", lambda r: f"{r['seconds_per_json_prompt']:.1f}"),
     ]
     body = (
         f"{data['model']}, temperature {data['temperature']}, n = {data['n']}, "
@@ -276,18 +260,7 @@ def structured_section() -> str | None:
         "json_schema method), through the chat model's defaults. *Valid*: parses and "
         "validates against the tool's or the schema's JSON schema; *correct*: also the tool "
         "and arguments, or the name and age, that the prompt asks for.\n\n"
-        + _table(
-            [
-                "strategy",
-                "valid tool call",
-                "correct tool call",
-                "valid object",
-                "correct object",
-                "s / tool prompt",
-                "s / JSON prompt",
-            ],
-            rows,
-        )
+        + table(columns, named_rows(data["results"]))
     )
     return _section(
         "Tool-call and structured-output validity",
@@ -302,14 +275,15 @@ def cookbook_section() -> str | None:
     data = _load("cookbook")
     if data is None:
         return None
-    rows = [
-        [f"`{name}.ipynb`", f"{r['seconds']:.0f}", r["errors"]]
-        for name, r in data["notebooks"].items()
+    columns = [
+        Column("notebook", lambda r: f"`{r['name']}.ipynb`"),
+        Column("seconds", lambda r: f"{r['seconds']:.0f}"),
+        Column("errors", lambda r: r["errors"]),
     ]
     body = (
         f"Each notebook top to bottom in a fresh kernel, {data['settings']} settings; the "
         f"cookbook's promise is under {data['limit_seconds']} s each on this machine.\n\n"
-        + _table(["notebook", "seconds", "errors"], rows)
+        + table(columns, named_rows(data["notebooks"]))
     )
     return _section(
         "Cookbook notebooks", "python -m benchmarks.bench_cookbook", "cookbook", body, data

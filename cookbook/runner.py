@@ -18,6 +18,7 @@ import nbformat
 from nbclient import NotebookClient
 
 COOKBOOK = Path(__file__).resolve().parent
+# The notebooks, not their percent-format sources (``NN_name.py``, built by build_notebooks.py).
 NOTEBOOKS = sorted(COOKBOOK.glob("*.ipynb"))
 KERNEL = "langchain-aligned-cookbook"
 

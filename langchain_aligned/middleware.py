@@ -11,44 +11,29 @@ events as the chat model (``aligned.scored``, ``aligned.done``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware
-from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage
 
+import rewards
+
+from .chat_models.calls import compose_reward
+from .chat_models.messages import render_reply, to_hf_messages
+from .chat_models.runs import adispatch_in_context, dispatch_in_context
 from .decoding.base import EVENT_DONE, EVENT_SCORED, AlignmentStats, score_texts
 from .errors import InvalidInputError
 
 __all__ = ["AlignmentMiddleware", "render_reply"]
 
 
-def render_reply(message: BaseMessage) -> str:
-    """A reply's text with its tool calls appended as ``<tool_call>`` JSON blocks."""
-    text = message.text if hasattr(message, "text") else str(message.content)
-    calls = getattr(message, "tool_calls", None) or []
-    blocks = [
-        "<tool_call>"
-        + json.dumps({"name": c["name"], "arguments": c.get("args", {})})
-        + "</tool_call>"
-        for c in calls
-    ]
-    return "\n".join(p for p in (text, *blocks) if p)
-
-
 def _conversation(request: Any) -> list[dict[str, Any]]:
-    messages = []
+    """The model call's conversation in chat format, as the reward sees it."""
     system = getattr(request, "system_message", None)
-    if system is not None:
-        messages.append({"role": "system", "content": str(system.content)})
-    roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-    for message in request.messages:
-        messages.append({"role": roles.get(message.type, "user"), "content": render_reply(message)})
-    return messages
+    messages = [system, *request.messages] if system is not None else list(request.messages)
+    return to_hf_messages(messages, strict=False)
 
 
 def _with_seed(request: Any, offset: int) -> Any:
@@ -59,11 +44,6 @@ def _with_seed(request: Any, offset: int) -> Any:
     if offset == 0 or seed is None or not hasattr(model, "model_copy"):
         return request
     return request.override(model=model.model_copy(update={"seed": seed + offset}))
-
-
-def _guarded(name: str, data: dict[str, Any]) -> None:
-    with contextlib.suppress(RuntimeError):
-        dispatch_custom_event(name, data)
 
 
 class AlignmentMiddleware(AgentMiddleware):
@@ -97,16 +77,14 @@ class AlignmentMiddleware(AgentMiddleware):
         self.tool_validity_weight = float(tool_validity_weight)
 
     def _reward_for(self, request: Any) -> Any:
-        tools = list(getattr(request, "tools", None) or [])
-        if not tools or self.tool_validity_weight == 0:
-            return self.reward
-        import rewards
-
         try:
-            validity = rewards.ToolCallScorer(tools, require_call=False)
+            return compose_reward(
+                self.reward,
+                tools=list(getattr(request, "tools", None) or []),
+                validity_weight=self.tool_validity_weight,
+            )
         except rewards.InvalidScorerConfig:  # a tool it cannot read (e.g. a provider built-in)
             return self.reward
-        return rewards.WeightedScorer({self.reward: 1.0, validity: self.tool_validity_weight})
 
     def _pick(
         self, request: Any, responses: list[Any], stats: AlignmentStats
@@ -145,8 +123,8 @@ class AlignmentMiddleware(AgentMiddleware):
         responses = [handler(_with_seed(request, i)) for i in range(self.n)]
         stats.generation_seconds = time.perf_counter() - start
         best, scored = self._pick(request, responses, stats)
-        _guarded(EVENT_SCORED, scored)
-        _guarded(EVENT_DONE, {"request": 0, "stats": stats.to_dict()})
+        dispatch_in_context(EVENT_SCORED, scored)
+        dispatch_in_context(EVENT_DONE, {"request": 0, "stats": stats.to_dict()})
         return best
 
     async def awrap_model_call(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -161,6 +139,5 @@ class AlignmentMiddleware(AgentMiddleware):
             (EVENT_SCORED, scored),
             (EVENT_DONE, {"request": 0, "stats": stats.to_dict()}),
         ):
-            with contextlib.suppress(RuntimeError):
-                await adispatch_custom_event(name, data)
+            await adispatch_in_context(name, data)
         return best

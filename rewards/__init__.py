@@ -24,7 +24,13 @@ from .likelihood import LikelihoodScorer
 from .reward_model import RewardModelScorer
 from .rules import LengthScorer, RegexScorer
 from .sentiment import SentimentScorer
-from .tool_call import ToolCallMatch, ToolCallScorer, find_tool_calls, parse_tool_calls
+from .tool_call import (
+    ToolCallMatch,
+    ToolCallScorer,
+    find_tool_calls,
+    format_tool_call,
+    parse_tool_calls,
+)
 
 __all__ = [
     "CachedScorer",
@@ -48,6 +54,7 @@ __all__ = [
     "conversation_to_messages",
     "default_scorer",
     "find_tool_calls",
+    "format_tool_call",
     "last_user_text",
     "parse_tool_calls",
     "preference_pairs",

@@ -56,18 +56,39 @@ class InvalidScorerConfig(RewardsError, ValueError):
     """A scorer was configured with a value it cannot use (raised at construction)."""
 
 
-def conversation_to_messages(conversation: Conversation) -> list[dict[str, Any]]:
-    """A prompt string becomes one user message; message lists are copied as dicts."""
+def conversation_to_messages(
+    conversation: Conversation, *, error: type[Exception] = InvalidScorerConfig
+) -> list[dict[str, Any]]:
+    """The one conversion of a :data:`Conversation` to chat-format message dicts: a
+    prompt string becomes one user message; message lists are copied as dicts (``None``
+    content becomes ``""``; other content must be a string).
+
+    Raises:
+        error: (``InvalidScorerConfig`` unless the caller names its own package's
+            error) the conversation is neither a string nor a list of dicts with a
+            ``"role"``; the message names the bad item.
+    """
     if isinstance(conversation, str):
         return [{"role": "user", "content": conversation}]
+    if not isinstance(conversation, Sequence):
+        raise error(
+            f"conversation of type {type(conversation).__name__} is neither a prompt "
+            "string nor a list of message dicts"
+        )
     messages = []
     for index, message in enumerate(conversation):
         if not isinstance(message, Mapping) or "role" not in message:
-            raise InvalidScorerConfig(
+            raise error(
                 f"conversation message {index} ({message!r:.60}) is not a dict with a 'role'"
             )
         item = dict(message)
-        item["content"] = "" if item.get("content") is None else str(item["content"])
+        if item.get("content") is None:
+            item["content"] = ""
+        elif not isinstance(item["content"], str):
+            raise error(
+                f"conversation message {index} has {type(item['content']).__name__} content; "
+                "pass the text as a string"
+            )
         messages.append(item)
     return messages
 

@@ -37,9 +37,12 @@ def _load_encoder(source: str) -> tuple[Any, Any]:
         if source not in _ENCODERS:
             from transformers import AutoModel, AutoTokenizer
 
+            from langchain_aligned.models import quiet_short_load
+
             try:
-                tokenizer = AutoTokenizer.from_pretrained(source)
-                model = AutoModel.from_pretrained(source).eval()
+                with quiet_short_load(source):
+                    tokenizer = AutoTokenizer.from_pretrained(source)
+                    model = AutoModel.from_pretrained(source).eval()
             except OSError as exc:
                 raise RewardsError(
                     f"Could not load encoder {source!r}: the model hub may be unreachable or the id is wrong ({exc})"

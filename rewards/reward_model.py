@@ -66,7 +66,7 @@ class RewardModelScorer(RewardScorer):
         with self._lock:
             if self._loaded is not None:
                 return self._loaded
-            from langchain_aligned.models import resolve_device, resolve_dtype
+            from langchain_aligned.models import quiet_short_load, resolve_device, resolve_dtype
 
             if isinstance(self.source, tuple):
                 model, tokenizer = self.source
@@ -75,15 +75,16 @@ class RewardModelScorer(RewardScorer):
 
                 device = resolve_device(self.device)
                 try:
-                    tokenizer = AutoTokenizer.from_pretrained(
-                        self.source, trust_remote_code=self.trust_remote_code
-                    )
-                    model = AutoModelForSequenceClassification.from_pretrained(
-                        self.source,
-                        dtype=resolve_dtype(self.dtype, device),
-                        trust_remote_code=self.trust_remote_code,
-                        **self.load_kwargs,
-                    ).to(device)
+                    with quiet_short_load(self.source):
+                        tokenizer = AutoTokenizer.from_pretrained(
+                            self.source, trust_remote_code=self.trust_remote_code
+                        )
+                        model = AutoModelForSequenceClassification.from_pretrained(
+                            self.source,
+                            dtype=resolve_dtype(self.dtype, device),
+                            trust_remote_code=self.trust_remote_code,
+                            **self.load_kwargs,
+                        ).to(device)
                 except (OSError, ValueError) as exc:
                     raise RewardScorerError(
                         f"Could not load reward model {self.source!r}: the model hub may be unreachable "

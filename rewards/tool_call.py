@@ -1,12 +1,15 @@
 """Tool-call parsing and ``ToolCallScorer``.
 
-Tool calls are written as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
-(the format ``langchain_aligned`` renders into prompts); a bare JSON object with
-``name`` and ``arguments`` (or ``parameters``) is accepted too.
+This module owns the library's tool-call text format: a call is written as
+``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (:func:`format_tool_call`,
+the format ``langchain_aligned`` renders into prompts and demonstrations) and read
+back by :func:`find_tool_calls`, which accepts a bare JSON object with ``name`` and
+``arguments`` (or ``parameters``) too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,15 +19,33 @@ from typing import Any
 from .base import Conversation, InvalidScorerConfig, RewardScorer, conversation_to_messages
 
 __all__ = [
+    "TOOL_CALL_CLOSE",
+    "TOOL_CALL_OPEN",
     "ToolCallMatch",
     "ToolCallScorer",
     "find_tool_calls",
+    "format_tool_call",
     "normalize_tool",
     "parse_tool_calls",
 ]
 
-_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+TOOL_CALL_OPEN = "<tool_call>"
+TOOL_CALL_CLOSE = "</tool_call>"
+
+_BLOCK = re.compile(
+    re.escape(TOOL_CALL_OPEN) + r"\s*(.*?)\s*(?:" + re.escape(TOOL_CALL_CLOSE) + r"|\Z)",
+    re.DOTALL,
+)
 _DECODER = json.JSONDecoder()
+
+
+def format_tool_call(name: str, arguments: Any) -> str:
+    """Write one tool call in the library's text format (arguments given as a JSON
+    string are decoded first, so they are written as an object)."""
+    if isinstance(arguments, str):
+        with contextlib.suppress(json.JSONDecodeError):
+            arguments = json.loads(arguments)
+    return f"{TOOL_CALL_OPEN}{json.dumps({'name': name, 'arguments': arguments})}{TOOL_CALL_CLOSE}"
 
 
 @dataclass(frozen=True)
@@ -105,7 +126,7 @@ def find_tool_calls(text: str) -> list[ToolCallMatch]:
     ``arguments`` are not JSON is returned with that error. Never raises.
     """
     matches: list[ToolCallMatch] = []
-    if "<tool_call>" in text:
+    if TOOL_CALL_OPEN in text:
         for block in _BLOCK.finditer(text):
             start, end = block.start(), block.end()
             value = _first_json_object(block.group(1))

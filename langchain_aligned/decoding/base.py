@@ -1,19 +1,11 @@
 """What every decoding strategy shares: requests, results, statistics and hooks.
 
-A **strategy** is a small frozen config (``Sampling()``, ``BestOfN(n=8)``, …) whose
 :meth:`Strategy.run` decodes a list of :class:`Request` s with a
 :class:`~langchain_aligned.decoding.engine.DecodingEngine` and returns one
-:class:`Result` per request, each carrying :class:`AlignmentStats`.
-
-Terms (see also the engine's module docstring):
-
-* **reward** — a float from a reward scorer for one candidate's text; higher is
-  better. Scorers follow the ``rewards.RewardScorer`` protocol
-  (``score(conversation, completions) -> list[float]``).
-* **round** — one decision point of Speculative Rejection: partial candidates are
-  scored and the low-reward ones rejected.
-* **draft tokens** — tokens proposed by a draft model in speculative strategies;
-  **accepted** ones become part of the reply.
+:class:`Result` per request, each carrying :class:`AlignmentStats`; a strategy
+implements :meth:`Strategy.decode`. Terms (request, candidate, batch, per-request and
+per-batch statistics, …) are defined in the glossary of
+:mod:`langchain_aligned.decoding`.
 """
 
 from __future__ import annotations
@@ -22,7 +14,7 @@ import itertools
 import math
 import secrets
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -58,9 +50,9 @@ Conversation = str | Sequence[Mapping[str, Any]]
 
 EVENT_PREFIX = "aligned."
 EVENT_ROUND = "aligned.round"
-"""Speculative Rejection finished a round: data is a :class:`RoundStats` as dict."""
+"""Speculative Rejection held a round: data is a :class:`RoundStats` as dict."""
 EVENT_SCORED = "aligned.scored"
-"""A set of candidates was scored: ``{"request", "rewards", "partial", "round"}``."""
+"""A reward call scored candidates: ``{"request", "rewards", "partial", "round"}``."""
 EVENT_VERIFY = "aligned.verify"
 """A speculative verification step: ``{"request", "proposed", "accepted", "step"}``."""
 EVENT_DONE = "aligned.done"
@@ -74,12 +66,12 @@ def new_seed() -> int:
 
 @dataclass(frozen=True)
 class Request:
-    """One prompt to answer."""
+    """One conversation to answer, ready to decode."""
 
     conversation: Conversation
     """What the reward scorer sees (messages, or the prompt string)."""
     prompt_ids: list[int]
-    """Rendered and tokenised prompt for the target model."""
+    """The prompt: the conversation rendered and tokenised for the target."""
     params: SamplingParams
     """Sampling parameters for this request."""
     seed: int
@@ -104,42 +96,40 @@ class Request:
 
 @dataclass
 class RoundStats:
-    """One decision point of Speculative Rejection."""
+    """One round of Speculative Rejection."""
 
     round: int
     """Round number, from 1."""
     decision_token: int
-    """Tokens decoded per candidate when this round's scores were taken."""
+    """The decision token τ: tokens the alive candidates had when this round was held."""
     alive: int
-    """Unfinished candidates when this round was scheduled (right after the previous
+    """Alive candidates when this round was scheduled (right after the previous
     round; candidates that finished since are counted in ``finished`` too)."""
     finished: int
     """Candidates finished by this round (kept, never rejected)."""
     rejected: int
-    """Candidates stopped in this round."""
+    """Alive candidates this round rejected."""
     tokens_decoded: int
     """Tokens decoded in the round across candidates."""
     threshold: float | None
-    """Lowest reward that survived (None when nothing was rejected)."""
+    """Lowest partial reward that survived (None when nothing was rejected)."""
     best_reward: float | None
     """Best reward seen so far."""
 
 
 @dataclass
 class AlignmentStats:
-    """What one strategy run did for one request.
+    """What one strategy did for one request.
 
-    Requests decoded together share forward passes, so two kinds of field exist:
+    The requests of a batch share forward passes, so two kinds of field exist (see
+    the glossary of :mod:`langchain_aligned.decoding`):
 
-    * **per request** — the request's own work: candidates, tokens, draft tokens,
-      reward calls, scoring time, and ``generation_seconds`` (its share of the
-      batch's decoding time). Summing them over the results of a call gives the
-      call's totals.
-    * **per batch** (:data:`PER_BATCH_FIELDS`) — the work of the forward passes the
-      request shared with the other requests of its batch (``target_forward_passes``,
-      ``draft_forward_passes``, ``prefill_passes``, ``peak_batch_size``,
-      ``peak_cache_slots``). Every result of one batch reports the same figures and
-      the same ``batch`` id; count them once per batch — :func:`sum_stats` does.
+    * **per-request statistics** (:data:`SUMMED_FIELDS` among them): candidates,
+      tokens, draft tokens, reward calls, scoring time and ``generation_seconds``.
+    * **per-batch statistics** (:data:`PER_BATCH_FIELDS`): ``target_forward_passes``,
+      ``draft_forward_passes``, ``prefill_passes``, ``peak_batch_size`` and
+      ``peak_cache_slots``, the same in every result with the same ``batch`` id;
+      :func:`sum_stats` counts them once per batch.
     """
 
     strategy: str
@@ -149,9 +139,9 @@ class AlignmentStats:
     reward: float | None = None
     """Reward of the returned reply (None when no reward was computed)."""
     candidate_rewards: list[float] = field(default_factory=list)
-    """Final reward of every candidate scored as complete, in candidate order."""
+    """Final reward of every finished candidate of the pool, in candidate order."""
     rounds: list[RoundStats] = field(default_factory=list)
-    """Speculative Rejection rounds (empty for other strategies)."""
+    """Rounds of Speculative Rejection (empty for other strategies)."""
     tokens_generated: int = 0
     """Tokens sampled or accepted across all candidates (the decode cost)."""
     tokens_returned: int = 0
@@ -159,8 +149,8 @@ class AlignmentStats:
     prompt_tokens: int = 0
     """Tokens of the rendered prompt."""
     draft_tokens_proposed: int = 0
-    """Draft tokens verified for this request (speculative strategies). Near the
-    length cap a step proposes no more tokens than the reply can still take."""
+    """Draft tokens verified for this request (speculative strategies): γ_r per step,
+    so near the length cap no more than the reply can still take."""
     draft_tokens_accepted: int = 0
     """Verified draft tokens that were accepted *and* are part of the reply: an
     end-of-sequence token, a stop string or the length cap cut an accepted run, and
@@ -168,20 +158,19 @@ class AlignmentStats:
     acceptance_per_step: list[float] = field(default_factory=list)
     """Accepted ÷ proposed in each verification step, in order."""
     target_forward_passes: int = 0
-    """Forward calls on the target's weights, prefills included — also those made
-    by a prompt-steered draft or reference that runs on the target's weights
-    (per batch)."""
+    """Target passes, prefills included — also those of a prompt-steered draft or
+    reference that runs on the target's weights (per batch)."""
     draft_forward_passes: int = 0
-    """Forward calls on other weights: draft and draft-reference models (per batch)."""
+    """Draft passes: forward passes on other weights, the draft's and the draft
+    reference's (per batch)."""
     prefill_passes: int = 0
-    """Forward calls on the target's weights that started a KV cache; never repeated
-    per round (per batch)."""
+    """Target passes that started a KV cache; never repeated per round (per batch)."""
     reward_calls: int = 0
     """Calls to the reward scorer."""
     reward_texts_scored: int = 0
     """Texts scored across those calls."""
     peak_batch_size: int = 0
-    """Most rows in one forward pass on the target's weights (per batch)."""
+    """Largest batch size of a target pass (per batch)."""
     peak_cache_slots: int = 0
     """Most ``rows × slots`` held in one KV cache on the target's weights, a memory
     proxy (per batch)."""
@@ -210,8 +199,8 @@ class AlignmentStats:
     ) -> None:
         """Fold the counters of a batch's forward passes into these statistics.
 
-        ``target`` says whether they ran on the target's weights; ``batch`` is the
-        batch's id (:func:`new_batch_id`).
+        ``target`` says whether they were target passes; ``batch`` is the batch's id
+        (:func:`new_batch_id`).
         """
         if batch is not None:
             self.batch = batch
@@ -293,9 +282,9 @@ class Result:
     """The reply chosen for one request."""
 
     text: str
-    """Reply text (stop string and EOS removed)."""
+    """Text of the reply (stop string and end-of-sequence token removed)."""
     token_ids: list[int]
-    """Generated token ids of the reply."""
+    """Token ids of the reply."""
     finish_reason: str
     """``"stop"`` or ``"length"``."""
     stats: AlignmentStats
@@ -361,18 +350,19 @@ def score_texts(
         ) from exc
     if len(values) != len(texts):
         raise RewardError(
-            f"Reward scorer {name} returned {len(values)} scores for {len(texts)} completions"
+            f"Reward scorer {name} returned {len(values)} scores for {len(texts)} texts"
         )
     for index, value in enumerate(values):
         if not math.isfinite(value):
             raise RewardError(
-                f"Reward scorer {name} returned {value} for completion {index}; scores must be finite"
+                f"Reward scorer {name} returned {value} for text {index}; scores must be finite"
             )
     return values
 
 
 def score_replies(reward: Any, requests: Sequence[Request], results: Sequence[Result]) -> None:
-    """Score the one reply of each request (strategies without candidates to rank)."""
+    """Give each request's one reply its final reward (strategies without candidates to
+    rank); nothing happens without a reward scorer."""
     if reward is None:
         return
     for request, result in zip(requests, results, strict=True):
@@ -382,21 +372,25 @@ def score_replies(reward: Any, requests: Sequence[Request], results: Sequence[Re
         result.stats.candidate_rewards = [result.stats.reward]
 
 
-class Strategy(ABC):
-    """Base of every decoding strategy config."""
+class Strategy(ABC):  # noqa: B024 - a strategy implements decode() or overrides run()
+    """Base of every decoding strategy config.
+
+    :meth:`run` is the one entry point: it checks its arguments once and hands over
+    to :meth:`decode`, the one method a strategy implements. (A strategy may still
+    override :meth:`run` itself, as custom strategies written before did.)
+    """
 
     name: ClassVar[str] = "strategy"
     """Name reported in statistics."""
     needs_reward: ClassVar[bool] = False
     """Whether :meth:`run` needs a reward scorer."""
     shares_batches: ClassVar[bool] = True
-    """Whether :meth:`run` decodes several requests in shared forward passes (a
-    batch of prompts then costs fewer passes than one call per prompt)."""
+    """Whether :meth:`run` decodes several requests in shared forward passes (a call
+    with several requests then costs fewer passes than one call per request)."""
 
     def bind(self, engine: DecodingEngine) -> None:  # noqa: B027 - optional hook
         """Check the strategy against the target model (vocabularies, …) before use."""
 
-    @abstractmethod
     def run(
         self,
         engine: DecodingEngine,
@@ -405,7 +399,22 @@ class Strategy(ABC):
         reward: Any = None,
         hooks: Hooks | None = None,
     ) -> list[Result]:
-        """Decode every request and return one :class:`Result` each, in order."""
+        """Decode every request and return one :class:`Result` each, in order.
+
+        Raises:
+            InvalidInputError: the strategy needs a reward scorer and ``reward`` is
+                not one.
+        """
+        self.check_reward(reward)
+        # Strategies never test for missing hooks: no callbacks is empty Hooks.
+        return self.decode(engine, requests, reward, hooks or Hooks())
+
+    def decode(
+        self, engine: DecodingEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
+    ) -> list[Result]:
+        """The strategy's algorithm, called by :meth:`run` with ``reward`` checked
+        (None when the strategy needs none and got none) and ``hooks`` never None."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither decode() nor run()")
 
     def check_reward(self, reward: Any) -> None:
         """Raise if this strategy needs a reward scorer and ``reward`` is not one."""

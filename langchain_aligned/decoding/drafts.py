@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rewards.base import conversation_to_messages
+
 from ..errors import InvalidInputError, VocabularyMismatchError
 from ..models.chat import render_chat
 from ..models.loading import ModelHandle, load_model
@@ -45,10 +47,7 @@ class PromptSteeredDraft:
 
     def steer(self, conversation: Sequence[Mapping[str, Any]] | str) -> list[dict[str, Any]]:
         """The conversation as this draft sees it."""
-        if isinstance(conversation, str):
-            messages: list[dict[str, Any]] = [{"role": "user", "content": conversation}]
-        else:
-            messages = [dict(m) for m in conversation]
+        messages = conversation_to_messages(conversation, error=InvalidInputError)
         if self.system_prompt is None:
             return messages
         rest = [m for m in messages if m.get("role") != "system"]

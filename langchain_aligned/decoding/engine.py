@@ -1,19 +1,7 @@
 """The batched, KV-cached decoding engine every strategy shares.
 
-Vocabulary (used with these meanings throughout ``langchain_aligned.decoding``):
-
-* **request** — one prompt to answer; a strategy may decode many candidates for it.
-* **candidate** — one reply being decoded for a request (:class:`Candidate`). Each
-  candidate owns a ``torch.Generator`` derived from the request's seed and its index,
-  so its tokens do not depend on which other candidates share its batch.
-* **row** — the place a candidate occupies in a :class:`DecodeState` batch.
-* **slot** — one position of the KV cache. A slot is *valid* when its attention-mask
-  entry is 1. Left padding, rows that fed fewer tokens than others in one forward
-  pass, and rolled-back tokens are *holes* (mask 0): never attended to, and
-  invisible to position ids, which count valid slots only.
-* **prefill** — a forward pass over prompts that starts a state's KV cache.
-* **feed** — a forward pass that appends tokens (one chunk per row, chunks of
-  different lengths allowed) to the KV cache and returns their logits.
+Terms (request, candidate, row, slot and its holes, prefill, feed, forward pass, …)
+are defined in the glossary of :mod:`langchain_aligned.decoding`.
 
 Primitives: :meth:`DecodingEngine.prefill`, :meth:`~DecodingEngine.feed`,
 :meth:`~DecodingEngine.select` (drop rows by pruning the KV cache in place — no
@@ -28,6 +16,8 @@ The engine object holds no per-request state: everything lives in the
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +48,7 @@ class Candidate:
     """One reply being decoded for one request."""
 
     request: int
-    """Index of the request (prompt) this candidate answers."""
+    """Index of the request this candidate answers."""
     index: int
     """Candidate number within its request (0 … n−1)."""
     prompt_ids: list[int]
@@ -84,9 +74,9 @@ class EngineCounters:
     """Work done on one model for one call (summed over every state it touched)."""
 
     forward_passes: int = 0
-    """Model forward calls, prefills included."""
+    """Forward passes, prefills included."""
     prefill_passes: int = 0
-    """Forward calls that started a KV cache from prompts."""
+    """Forward passes that started a KV cache from prompts (prefills)."""
     prefill_tokens: int = 0
     """Prompt tokens processed by prefills."""
     tokens_fed: int = 0
@@ -140,6 +130,8 @@ class DecodingEngine:
         self.pad_id = handle.pad_token_id
         self.lock = threading.RLock()
         """Serialises forward passes of concurrent requests on one model (optional)."""
+        self.cache_keyword = cache_keyword(self.model)
+        """Keyword under which ``model.forward`` takes the KV cache (see :func:`cache_keyword`)."""
 
     # ------------------------------------------------------------------ prompts
     def encode(self, text: str) -> list[int]:
@@ -205,11 +197,15 @@ class DecodingEngine:
                 input_ids=ids.to(self.device),
                 attention_mask=full_mask.to(self.device),
                 position_ids=positions.to(self.device),
-                past_key_values=state.cache,
                 use_cache=True,
                 logits_to_keep=keep,
+                **{self.cache_keyword: state.cache},
             )
-        state.cache = out.past_key_values
+        # The DynamicCache is extended in place; adopt the returned one all the same
+        # (read under its own field name: the old name logs a deprecation from 5.24 on).
+        returned = _output_cache(out)
+        if returned is not None:
+            state.cache = returned
         state.mask = full_mask
         logits = out.logits[:, -keep:, :].float()  # [rows, keep, logits]
         state.next_logits = logits[:, -1, :]
@@ -497,7 +493,10 @@ class DecodingEngine:
             # are correct anyway (masked), only a little memory is kept.
             return False
         for layer in layers:
-            layer.crop(-count)
+            # A negative count removes that many tokens on every supported version
+            # (a positive value meant a target length in older releases; 5.24 rejects it).
+            if layer.is_initialized:
+                layer.crop(-count)
         return True
 
     def _trim_leading_holes(self, state: DecodeState) -> None:
@@ -519,3 +518,44 @@ class DecodingEngine:
                 layer.keys = layer.keys[..., leading:, :]
                 layer.values = layer.values[..., leading:, :]
         state.mask = state.mask[:, leading:]
+
+
+def _transformers_names_cache() -> bool:
+    """Whether the installed transformers calls the KV cache ``cache`` (not ``past_key_values``)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)}
+
+
+def cache_keyword(model: Any) -> str:
+    """The keyword under which ``model.forward`` takes its KV cache.
+
+    transformers 5.24 renamed the forward argument ``past_key_values`` to ``cache`` (and
+    the output field with it). From 5.24 on the old name still works but warns (a
+    ``FutureWarning``: removed in 5.40) and so does reading ``out.past_key_values``
+    (a logged deprecation); releases before it
+    (4.57 … 5.23, including the 5.16.1 … 5.19 range vLLM pins) know only
+    ``past_key_values`` and would silently drop a ``cache`` keyword into ``**kwargs``,
+    decoding every step without its KV cache. So the name is read off the model's own
+    signature (which also covers remote-code models), falling back on the installed
+    transformers' name when the signature only has ``**kwargs``.
+    """
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        parameters = {}  # type: ignore[assignment]
+    if "cache" in parameters:
+        return "cache"
+    if "past_key_values" in parameters:
+        return "past_key_values"
+    return "cache" if _transformers_names_cache() else "past_key_values"
+
+
+def _output_cache(out: Any) -> Any:
+    # ``keys()`` lists the fields that are set without going through transformers'
+    # backward-compatible renaming (whose old-name lookups log a deprecation).
+    keys = out.keys() if callable(getattr(out, "keys", None)) else ()
+    for name in ("cache", "past_key_values"):
+        if name in keys:
+            return getattr(out, name)
+    return None

@@ -11,6 +11,8 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rewards.base import conversation_to_messages
+
 from ..errors import InvalidInputError
 from ..models.chat import render_chat
 from ..models.loading import ModelHandle, load_model
@@ -18,7 +20,7 @@ from .base import Conversation, Hooks, Request, Result, Strategy, new_seed
 from .engine import DecodingEngine
 from .params import SamplingParams
 
-__all__ = ["build_requests", "engine_for", "generate", "to_messages"]
+__all__ = ["build_requests", "engine_for", "generate"]
 
 _ENGINES: weakref.WeakKeyDictionary[ModelHandle, DecodingEngine] = weakref.WeakKeyDictionary()
 _ENGINES_LOCK = threading.Lock()
@@ -34,17 +36,6 @@ def engine_for(handle: ModelHandle) -> DecodingEngine:
         return engine
 
 
-def to_messages(conversation: Conversation) -> list[dict[str, Any]]:
-    """A prompt string becomes one user message; message lists are copied."""
-    if isinstance(conversation, str):
-        return [{"role": "user", "content": conversation}]
-    if isinstance(conversation, Sequence):
-        return [dict(m) if isinstance(m, Mapping) else m for m in conversation]  # type: ignore[misc]
-    raise InvalidInputError(
-        f"conversation of type {type(conversation).__name__} is neither a prompt string nor a message list"
-    )
-
-
 def build_requests(
     engine: DecodingEngine,
     conversations: Sequence[Conversation],
@@ -56,7 +47,7 @@ def build_requests(
     """Render, tokenise and check each conversation; attach seeds."""
     requests = []
     for conversation in conversations:
-        messages = to_messages(conversation)
+        messages = conversation_to_messages(conversation, error=InvalidInputError)
         text = render_chat(engine.handle, messages, tools=tools)
         prompt_ids = engine.encode(text)
         engine.check_prompt(prompt_ids)

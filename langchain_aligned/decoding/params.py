@@ -1,16 +1,9 @@
 """Sampling parameters and the pure functions that turn logits into tokens.
 
-Vocabulary used across the decoding package (defined once here):
-
-* **logits** — raw model outputs, ``[batch, vocab]`` (``vocab`` may be padded past
-  the tokenizer's vocabulary; padded ids are masked out before sampling).
-* **distribution** — the probabilities a token is actually drawn from after
-  temperature, top-k and top-p (``warp``): ``[batch, vocab]``, float32, rows sum to 1.
-  Greedy decoding (temperature 0) uses the one-hot distribution of the argmax, so
-  every algorithm that reasons about distributions also covers greedy decoding.
-* **uniform** — one ``U(0, 1)`` draw per sampled token, taken from the candidate's own
-  ``torch.Generator``; tokens are drawn by inverting the cumulative distribution, so
-  a token depends only on its distribution and its uniform.
+Logits, distributions and uniforms are defined in the glossary of
+:mod:`langchain_aligned.decoding`: :func:`warp` turns logits into a distribution,
+:func:`sample_from` draws a token from it with a uniform, and every candidate's
+uniforms come from its own generator (:func:`make_generator`, :func:`derive_seed`).
 """
 
 from __future__ import annotations
@@ -25,6 +18,8 @@ from ..errors import InvalidInputError
 
 __all__ = [
     "SamplingParams",
+    "derive_seed",
+    "draw_uniforms",
     "make_generator",
     "sample_from",
     "warp",
@@ -46,7 +41,7 @@ class SamplingParams:
     top_k: int = 0
     """Keep only the ``top_k`` most likely tokens; ``0`` disables the filter."""
     max_new_tokens: int = 256
-    """Most tokens to generate per reply (at least 1)."""
+    """The length cap: most tokens per reply (at least 1)."""
     stop: tuple[str, ...] = field(default_factory=tuple)
     """Stop strings of any token length, matched on decoded text and trimmed from the reply."""
     ignore_eos: bool = False
@@ -126,19 +121,19 @@ def sample_from(distribution: torch.Tensor, uniforms: torch.Tensor) -> torch.Ten
     """Draw one token per row by inverting the cumulative distribution.
 
     Args:
-        distribution: ``[batch, vocab]`` probabilities (rows need not be normalised).
-        uniforms: ``[batch]`` draws from U(0, 1).
+        distribution: ``[rows, vocab]`` probabilities (rows need not be normalised).
+        uniforms: ``[rows]`` draws from U(0, 1).
 
     Returns:
-        ``[batch]`` token ids; a token with zero probability is never returned.
+        ``[rows]`` token ids; a token with zero probability is never returned.
     """
-    cdf = distribution.float().cumsum(-1)  # [batch, vocab]
-    total = cdf[:, -1:]  # [batch, 1]
-    threshold = uniforms.to(cdf.device, torch.float32).unsqueeze(-1) * total  # [batch, 1]
+    cdf = distribution.float().cumsum(-1)  # [rows, vocab]
+    total = cdf[:, -1:]  # [rows, 1]
+    threshold = uniforms.to(cdf.device, torch.float32).unsqueeze(-1) * total  # [rows, 1]
     # First index whose cumulative mass exceeds u·total; clamping to the last nonzero
     # entry guards against u·total rounding to exactly the total.
-    tokens = torch.searchsorted(cdf, threshold, right=True).squeeze(-1)  # [batch]
-    last_nonzero = (distribution > 0).float().cumsum(-1).argmax(-1)  # [batch]
+    tokens = torch.searchsorted(cdf, threshold, right=True).squeeze(-1)  # [rows]
+    last_nonzero = (distribution > 0).float().cumsum(-1).argmax(-1)  # [rows]
     return torch.minimum(tokens, last_nonzero)
 
 
@@ -150,11 +145,12 @@ def make_generator(seed: int) -> torch.Generator:
 
 
 def derive_seed(seed: int, *path: int) -> int:
-    """A 63-bit seed for a sub-stream (candidate ``i`` of request ``r``, …) of ``seed``.
+    """A 63-bit seed for the generator at ``path`` under ``seed`` (candidate ``i`` of
+    a request, …).
 
-    SplitMix64 mixing keeps sub-streams independent; the same path always yields the
-    same seed, so a candidate's tokens do not depend on which other candidates share
-    its batch.
+    SplitMix64 mixing keeps the generators independent; the same path always yields
+    the same seed, so a candidate's tokens do not depend on which other candidates
+    share its batch.
     """
     value = int(seed) & 0xFFFFFFFFFFFFFFFF
     for part in path:
@@ -168,7 +164,7 @@ def derive_seed(seed: int, *path: int) -> int:
 
 
 def draw_uniforms(generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """One U(0, 1) draw from each generator: ``[len(generators)]``."""
+    """One uniform from each generator: ``[len(generators)]``."""
     if not generators:
         return torch.empty(0)
     return torch.cat([torch.rand(1, generator=g) for g in generators])

@@ -2,13 +2,15 @@
 Speculative Sampling Is An Efficient Test-Time Weak-to-Strong Aligner*, EMNLP 2025
 (arXiv:2508.15044).
 
-Weak-to-strong alignment with no reward model at decode time. Three models share one
-vocabulary (the paper's symbols are used in code):
+Weak-to-strong alignment with no reward model at decode time. Terms (target, draft,
+aligned draft, reference, draft tokens, γ, accepted / recovered / bonus token) are
+defined in the glossary of :mod:`langchain_aligned.decoding`. Three models share one
+vocabulary; the paper's symbols are used in code:
 
-* **π_ref** — the target: large, unaligned, unchanged (``p_target``);
-* **π_draft** — the unaligned small draft reference (``p_draft_reference``);
-* **π_r^draft** — the aligned small draft (``q_aligned``), assumed to be the
-  KL-regularised optimum π_draft·exp(r/β) around π_draft.
+* **π_ref** — the target: large, unaligned, unchanged;
+* **π_draft** — the draft reference: small and unaligned;
+* **π_r^draft** — the aligned draft: small, assumed to be the KL-regularised optimum
+  π_draft·exp(r/β) around π_draft.
 
 The RLHF optimum for the target, π* ∝ π_ref·exp(r/β), is then approximated per token
 by **p̃ = π_ref · π_r^draft / π_draft**. Each step:
@@ -62,18 +64,16 @@ shifted positions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from ..errors import InvalidInputError
-from .base import Hooks, Request, Result, Strategy, score_replies
-from .drafts import PromptSteeredDraft, bind_draft
+from .drafts import BoundDraft, PromptSteeredDraft, bind_draft
 from .engine import DecodingEngine
 from .params import SamplingParams, warp
-from .speculative_sampling import _check_gamma, run_speculative, speculative_accept
+from .speculative_sampling import SpeculativeStrategy, Verifier, speculative_accept
 
 __all__ = ["RewardShiftedSampling", "reward_shifted_accept", "reward_shifted_weights"]
 
@@ -148,95 +148,70 @@ def reward_shifted_accept(
     """SSS's acceptance rule (equations 6 and 7, or the normalised variant).
 
     Args:
-        target_logits: ``[batch, γ+1, vocab]`` π_ref's logits at the γ+1 positions.
-        aligned_logits: ``[batch, γ+1, vocab]`` π_r^draft's logits at the γ+1 positions
+        target_logits: ``[rows, γ+1, vocab]`` π_ref's logits at the γ+1 positions.
+        aligned_logits: ``[rows, γ+1, vocab]`` π_r^draft's logits at the γ+1 positions
             (the draft tokens were drawn from ``warp`` of the first γ; the last one is
             used only for the bonus token).
-        reference_logits: ``[batch, γ+1, vocab]`` π_draft's logits at the γ+1 positions.
+        reference_logits: ``[rows, γ+1, vocab]`` π_draft's logits at the γ+1 positions.
         draft_tokens, accept_uniforms, recover_uniforms: as in
             :func:`~langchain_aligned.decoding.speculative_sampling.speculative_accept`.
         params: the request's temperature / top-k / top-p.
 
     Returns:
-        ``(num_accepted, next_token)``, both ``[batch]``.
+        ``(num_accepted, next_token)``, both ``[rows]``.
     """
     gamma = draft_tokens.shape[1]
     weights = reward_shifted_weights(
         target_logits, aligned_logits, reference_logits, params, variant
     )
-    q = warp(aligned_logits[:, :gamma], params)  # [batch, γ, vocab] the proposal
+    q = warp(aligned_logits[:, :gamma], params)  # [rows, γ, vocab] the draft's q
     return speculative_accept(weights, q, draft_tokens, accept_uniforms, recover_uniforms)
 
 
 @dataclass(frozen=True)
-class RewardShiftedSampling(Strategy):
+class RewardShiftedSampling(SpeculativeStrategy):
     """SSS: an aligned small draft steers an unaligned large target."""
 
     draft: Any = None
     """The aligned draft π_r^draft: an id, alias, pair, handle or
     :class:`~langchain_aligned.decoding.drafts.PromptSteeredDraft`."""
     draft_reference: Any = None
-    """The unaligned draft π_draft; ``None`` means the target's weights with the plain
+    """The draft reference π_draft; ``None`` means the target's weights with the plain
     conversation (``PromptSteeredDraft(None)``), the natural reference for a
     prompt-steered draft."""
     num_draft_tokens: int = 4
-    """γ: draft tokens per verification step (the paper uses 4)."""
+    """γ: draft tokens per step (the paper uses 4)."""
     variant: str = "paper"
     """``"paper"`` (equations 6 and 7) or ``"normalized"`` (exact per-token norm(p̃))."""
 
     name: ClassVar[str] = "reward_shifted_sampling"
+    draft_bonus_position: ClassVar[bool] = True
+    draft_advice: ClassVar[str] = (
+        " (the aligned draft π_r^draft), e.g. "
+        "PromptSteeredDraft('You are helpful and kind.') or an aligned small model"
+    )
 
     def __post_init__(self) -> None:
-        _check_gamma("RewardShiftedSampling", self.num_draft_tokens)
-        if self.draft is None:
-            raise InvalidInputError(
-                "RewardShiftedSampling needs draft=... (the aligned draft π_r^draft), e.g. "
-                "PromptSteeredDraft('You are helpful and kind.') or an aligned small model"
-            )
+        super().__post_init__()
         if self.variant not in VARIANTS:
             raise InvalidInputError(
                 f"RewardShiftedSampling(variant={self.variant!r}): use 'paper' or 'normalized'"
             )
 
-    def _reference(self) -> Any:
-        return (
+    def models(self, engine: DecodingEngine) -> tuple[BoundDraft, list[BoundDraft]]:
+        """The aligned draft and the draft reference, bound to the target ``engine``."""
+        reference = (
             self.draft_reference if self.draft_reference is not None else PromptSteeredDraft(None)
         )
-
-    def bind(self, engine: DecodingEngine) -> None:
-        bind_draft(self.draft, engine, "aligned draft")
-        bind_draft(self._reference(), engine, "draft reference")
-
-    def run(
-        self,
-        engine: DecodingEngine,
-        requests: Sequence[Request],
-        *,
-        reward: Any = None,
-        hooks: Hooks | None = None,
-    ) -> list[Result]:
-        draft = bind_draft(self.draft, engine, "aligned draft")
-        reference = bind_draft(self._reference(), engine, "draft reference")
-        variant = self.variant
-
-        def verify(
-            p_logits: torch.Tensor,
-            q_logits: torch.Tensor,
-            refs: list[torch.Tensor],
-            params: SamplingParams,
-        ) -> torch.Tensor:
-            return reward_shifted_weights(p_logits, q_logits, refs[0], params, variant)
-
-        results = run_speculative(
-            self.name,
-            engine,
-            requests,
-            draft,
-            [reference],
-            self.num_draft_tokens,
-            verify,
-            hooks or Hooks(),
-            draft_bonus_position=True,
+        return (
+            bind_draft(self.draft, engine, "aligned draft"),
+            [bind_draft(reference, engine, "draft reference")],
         )
-        score_replies(reward, requests, results)
-        return results
+
+    def verifier(self) -> Verifier:
+        """SSS verifies against p̃ (:func:`reward_shifted_weights`), formed from the
+        target's, the aligned draft's and the draft reference's logits."""
+        variant = self.variant
+        return lambda p_logits, q_logits, ref_logits, params: reward_shifted_weights(
+            p_logits, q_logits, ref_logits[0], params, variant
+        )

@@ -1,24 +1,17 @@
 """Speculative Rejection — Sun et al., *Fast Best-of-N Decoding via Speculative
 Rejection*, NeurIPS 2024 (arXiv:2410.20290).
 
-Best-of-N that stops spending compute on candidates that are already losing.
-
-Terms (the paper's symbols are used in code):
-
-* **pool** — every candidate of a request that has not been rejected: the *alive*
-  ones still decoding and the *finished* ones (EOS, stop string or length cap).
-* **partial candidate** — an alive candidate's text so far, scored by the reward
-  model *as if it were complete* (the premise: partial rewards correlate with final
-  rewards).
-* **decision token τ** — how many tokens the alive candidates have when a round's
-  scores are taken. ``decision_tokens`` sets the first one.
-* **rejection rate α** — the fraction of the pool dropped per round: the top
-  ⌈(1 − α)·|pool|⌉ survive. Finished candidates are never discarded.
-* **round** — one decision point (score, rank, reject).
+Best-of-N that stops spending compute on candidates that are already losing: at each
+decision point a round gives every alive candidate a partial reward (the premise:
+partial rewards correlate with final rewards) and rejects the lowest. Terms (pool,
+alive, finished, round, decision point, rejection rate, partial and final reward,
+KV-cache budget) are defined in the glossary of :mod:`langchain_aligned.decoding`.
+The paper's symbols are used in code: N candidates per request, the decision token
+τ, the rejection rate α; a round keeps the top ⌈(1 − α)·|pool|⌉ of the pool.
 
 The memory rule: the paper decides when the batch's KV cache would exceed the memory
 budget. With an explicit schedule the budget is the cache size at the first decision,
-n·(prompt + τ) slots, so after each rejection the survivors decode until they fill it
+N·(prompt + τ) slots, so after each rejection the survivors decode until they fill it
 again — about twice as long at α = 0.5. With ``memory_budget_slots`` the budget is
 given directly (the official code's mode). Either way survivors keep their KV cache:
 rows are selected in place, never re-tokenised or re-prefilled (the official code
@@ -39,35 +32,36 @@ Rounds stay O(log N + log max_new_tokens) whatever α and N:
   back-off): O(log max_new_tokens) such rounds. Only after such a round may the cache
   outgrow the budget: there was nothing, or too little, to reject.
 
-Scores are compared only when they come from one reward call if the scorer says they
-are not comparable across calls (``comparable_across_calls = False``: rank or z-score
-normalisation within a call, a judge that grades relative to the others shown): each
-round then re-scores the finished candidates together with the partial ones, so the
-whole pool is ranked from one call, and the reply is chosen by one final call over
-every complete candidate (its scores are the reported rewards). Otherwise a finished
-candidate is scored once — by the first round that sees it, or the final call.
+Rewards are compared only when they come from one reward call if the scorer says
+they are not comparable across calls (``comparable_across_calls = False``: rank or
+z-score normalisation within a call, a judge that grades relative to the others
+shown): each round then re-scores the finished candidates together with the alive
+ones, so the whole pool is ranked from one call, and the reply is chosen by one final
+call over every finished candidate (its rewards are the reported final rewards).
+Otherwise a finished candidate is scored once — by the first round that sees it, or
+the final call.
 
 Several requests share one batch: every forward pass decodes the alive rows of every
-pool, while each pool keeps the schedule, budget, scores and rejections it would have
-alone (each candidate draws from its own generator), so a request's reply does not
-depend on the others — tested against one call per prompt.
+pool, while each pool keeps the schedule, budget, rewards and rejections it would
+have alone (each candidate draws from its own generator), so a request's reply does
+not depend on the others — tested against one call per request.
 
-Partial scores only rank candidates; the reply returned is the best of the candidates
-scored *as complete*. With α = 0 nothing is ever rejected, no partial scoring happens,
-and the result equals :class:`~langchain_aligned.decoding.best_of_n.BestOfN` exactly
-under one seed.
+Partial rewards only rank candidates; the reply returned is the finished candidate
+with the best final reward. With α = 0 nothing is ever rejected, no partial reward is
+computed, and the result equals :class:`~langchain_aligned.decoding.best_of_n.BestOfN`
+exactly under one seed.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
 from ..errors import InvalidInputError
+from . import strategy_parts as parts
 from .base import (
     EVENT_ROUND,
     EVENT_SCORED,
@@ -76,39 +70,38 @@ from .base import (
     Result,
     RoundStats,
     Strategy,
-    new_batch_id,
     score_texts,
 )
-from .best_of_n import _check_positive_int, _pool_of, _result
-from .engine import Candidate, DecodeCancelled, DecodingEngine, EngineCounters
-from .text import StopMatcher, TextStream, decode
+from .engine import Candidate, DecodeState, DecodingEngine
+from .params import SamplingParams
+from .text import StopMatcher, decode
 
 __all__ = ["SpeculativeRejection"]
 
 
 @dataclass(frozen=True)
 class SpeculativeRejection(Strategy):
-    """Best-of-N with early rejection of low-reward partial candidates."""
+    """Best-of-N that rejects the alive candidates with the lowest partial rewards."""
 
     n: int = 16
     """Candidates started per request (the paper's N)."""
     rejection_rate: float = 0.5
-    """α in [0, 1): fraction of the pool rejected at each decision point."""
+    """α in [0, 1): fraction of the pool a round rejects."""
     decision_tokens: int = 32
-    """τ: tokens decoded before the first decision (explicit-schedule mode)."""
+    """τ: the decision token of the first round (explicit-schedule mode)."""
     memory_budget_slots: int | None = None
-    """If set, decide whenever a request's ``rows × cache slots`` would exceed this
-    budget (the paper's memory-based rule) instead of following ``decision_tokens``.
-    The budget is per request: a call with k prompts decodes them together and holds
-    up to about k × budget slots (pass one prompt per call to bound the total)."""
+    """If set, a KV-cache budget in ``rows × slots`` per request: a round is held
+    whenever a pool's cache would exceed it (the paper's memory-based rule) instead of
+    following ``decision_tokens``. A call with k requests decodes them together and
+    holds up to about k × budget slots (pass one request per call to bound the total)."""
 
     name: ClassVar[str] = "speculative_rejection"
     needs_reward: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        _check_positive_int("SpeculativeRejection", "n", self.n)
-        _check_positive_int("SpeculativeRejection", "decision_tokens", self.decision_tokens)
-        _check_positive_int(
+        parts.check_positive_int("SpeculativeRejection", "n", self.n)
+        parts.check_positive_int("SpeculativeRejection", "decision_tokens", self.decision_tokens)
+        parts.check_positive_int(
             "SpeculativeRejection", "memory_budget_slots", self.memory_budget_slots, optional=True
         )
         alpha = self.rejection_rate
@@ -118,86 +111,60 @@ class SpeculativeRejection(Strategy):
                 "0 keeps every candidate (Best-of-N), 0.5 is the paper's setting"
             )
 
-    def run(
-        self,
-        engine: DecodingEngine,
-        requests: Sequence[Request],
-        *,
-        reward: Any = None,
-        hooks: Hooks | None = None,
+    def decode(
+        self, engine: DecodingEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
     ) -> list[Result]:
-        self.check_reward(reward)
-        hooks = hooks or Hooks()
-        # Requests with different sampling parameters cannot share a step; group them.
-        groups: dict[Any, list[int]] = {}
-        for index, request in enumerate(requests):
-            groups.setdefault(request.params, []).append(index)
-        results: dict[int, Result] = {}
-        for params, members in groups.items():
-            pools = [_Pool(self, index, requests[index]) for index in members]
-            for pool, result in zip(
-                pools, self._decode(engine, pools, params, reward, hooks), strict=True
-            ):
-                results[pool.index] = result
-        return [results[i] for i in range(len(requests))]
+        return parts.decode_batches(engine, requests, reward, hooks, self._decode_batch)
 
-    def _decode(
-        self,
-        engine: DecodingEngine,
-        pools: list[_Pool],
-        params: Any,
-        reward: Any,
-        hooks: Hooks,
-    ) -> list[Result]:
-        """Run the algorithm for every pool in one shared batch.
+    def _decode_batch(self, batch: parts.Batch) -> list[Result]:
+        """Run the algorithm for every pool of one batch; results in member order.
 
-        Each pool keeps its own schedule, scores and rejections — exactly what it
+        Each pool keeps its own schedule, rewards and rejections — exactly what it
         would do alone (every candidate draws from its own generator) — while the
         forward passes are shared: a step decodes the alive rows of every pool.
         """
-        counters, batch = EngineCounters(), new_batch_id()
-        start = time.perf_counter()
+        engine, params, reward, hooks = batch.engine, batch.params, batch.reward, batch.hooks
+        pools = [_Pool(self, i, batch.requests[i]) for i in batch.members]
         by_request = {pool.index: pool for pool in pools}
 
         # Step 1: start all N candidates of every pool in one batch — the only prefill.
-        state = engine.prefill([c for pool in pools for c in pool.candidates], counters=counters)
+        state = engine.prefill([c for p in pools for c in p.candidates], counters=batch.counters)
         matchers: dict[int, StopMatcher] = {}
         steps_done = 0
         for pool in pools:
             pool.plan_next_decision(steps_done)
         while state.num_rows:
             for pool in pools:
-                alive = [row for row, c in enumerate(state.candidates) if c.request == pool.index]
+                alive = pool.alive
                 # One candidate left in the whole pool: nothing can beat it any more,
                 # so it is the reply — no more rounds; stream it live if asked.
                 if len(alive) == 1 and not pool.finished and not pool.live:
                     pool.go_live(engine, params, hooks)
                 # Step 2 ends: the pool's KV cache would exceed its budget.
                 if alive and not pool.live and steps_done == pool.next_decision:
-                    self._round(engine, state, pool, alive, reward, hooks)
+                    self._round(engine, state, pool, reward, hooks)
                     pool.plan_next_decision(steps_done)
             if not state.num_rows:
                 break
             # Step 2: decode the alive candidates of every pool one token further.
-            if hooks.should_stop is not None and hooks.should_stop():
-                raise DecodeCancelled()
+            parts.check_cancelled(hooks)
             rows = list(state.candidates)
             ended = engine.step(state, params, matchers)
             steps_done += 1
             for candidate in ended:
-                by_request[candidate.request].finished.append(candidate)
+                by_request[candidate.request].finish(candidate)
             for pool in pools:
-                if pool.live:
-                    pool.stream(rows, {id(c) for c in ended}, hooks)
+                if pool.streams:
+                    pool.streams.send_step(rows, ended)
 
         # The decode time, shared equally by the pools, excludes the rounds' scoring;
         # computed once, before _finish adds each pool's final scoring to its stats.
-        elapsed = time.perf_counter() - start
-        decode_share = max(0.0, elapsed - sum(p.stats.scoring_seconds for p in pools)) / len(pools)
+        scoring = sum(pool.stats.scoring_seconds for pool in pools)
+        decode_share = max(0.0, batch.seconds() - scoring) / len(pools)
         results = []
         for pool in pools:
             stats = pool.stats
-            stats.add_counters(counters, batch=batch)
+            stats.add_counters(batch.counters, batch=batch.id)
             stats.tokens_generated = sum(c.tokens_sampled for c in pool.candidates)
             stats.generation_seconds = decode_share
             results.append(self._finish(pool, reward, hooks))
@@ -206,34 +173,35 @@ class SpeculativeRejection(Strategy):
     def _round(
         self,
         engine: DecodingEngine,
-        state: Any,
+        state: DecodeState,
         pool: _Pool,
-        alive_rows: list[int],
         reward: Any,
         hooks: Hooks,
     ) -> None:
-        """One decision point of one pool: score, rank, reject (steps 3 to 5)."""
-        pool.round_number += 1
-        # Step 3: score every partial candidate as if complete, in one call with the
+        """One round of one pool: score, rank, reject (steps 3 to 5)."""
+        number = pool.start_round()
+        alive = pool.alive
+        # Step 3: give every alive candidate a partial reward, in one call with the
         # candidates that finished since the last round — or with every finished one
-        # when scores are comparable only within a call, so the pool is ranked from it.
+        # when rewards are comparable only within a call, so the pool is ranked from it.
         comparable = _comparable(reward)
-        complete = [c for c in pool.finished if not comparable or c.index not in pool.scores]
-        alive = [state.candidates[row] for row in alive_rows]
-        texts = [c.text or "" for c in complete] + [_partial_text(engine, c) for c in alive]
+        finished = pool.unscored(comparable)
+        texts = [c.text or "" for c in finished] + [
+            decode(engine.tokenizer, c.token_ids) for c in alive
+        ]
         values = score_texts(reward, pool.request.conversation, texts, pool.stats)
-        this_call = {c.index: value for c, value in zip(complete, values, strict=False)}
+        this_call = {c.index: value for c, value in zip(finished, values, strict=False)}
         if comparable:
-            pool.scores.update(this_call)
-        partial = values[len(complete) :]
+            pool.remember(this_call)
+        partial = values[len(finished) :]
         hooks.event(
             EVENT_SCORED,
-            {"request": pool.index, "rewards": values, "partial": True, "round": pool.round_number},
+            {"request": pool.index, "rewards": values, "partial": True, "round": number},
         )
         # Step 4: keep the top ⌈(1 − α)·|pool|⌉ of the pool. Finished candidates are
-        # never discarded; an alive one survives if it ranks in the top slots.
-        finished_scores = pool.scores if comparable else this_call
-        ranked_pool = [(finished_scores[c.index], True, c) for c in pool.finished] + [
+        # never rejected; an alive one survives if it ranks in the top slots.
+        final = pool.scores if comparable else this_call
+        ranked_pool = [(final[c.index], True, c) for c in pool.finished] + [
             (value, False, c) for value, c in zip(partial, alive, strict=True)
         ]
         keep = self._keep(len(ranked_pool))
@@ -241,37 +209,24 @@ class SpeculativeRejection(Strategy):
         survivors = {id(c) for _, done, c in ranked[:keep] if not done}
         # Step 5: continue only the survivors — select their KV-cache rows in place
         # (rows of the other pools stay).
-        rejected = {id(c) for c in alive} - survivors
-        pool.rejected |= rejected
-        # Fewer than the quota |pool| − keep rejected (finished candidates ranked at
-        # the bottom): the next decision backs off geometrically.
-        pool.fell_short = len(rejected) < len(ranked_pool) - keep
-        # The bar a partial candidate had to clear: the lowest surviving partial reward
+        rejected = [c for c in alive if id(c) not in survivors]
+        pool.reject(rejected, quota=len(ranked_pool) - keep)
+        engine.select(
+            state, [row for row, c in enumerate(state.candidates) if not pool.is_rejected(c)]
+        )
+        # The bar an alive candidate had to clear: the lowest surviving partial reward
         # (None when nothing was rejected — there was no bar).
         threshold = (
             min(
-                (v for v, done, c in ranked_pool if not done and id(c) in survivors),
+                (v for v, c in zip(partial, alive, strict=True) if id(c) in survivors),
                 default=None,
             )
             if rejected
             else None
         )
-        engine.select(
-            state, [row for row, c in enumerate(state.candidates) if id(c) not in rejected]
+        round_stats = pool.record_round(
+            alive, len(rejected), threshold, max(values) if values else None
         )
-        sampled = sum(c.tokens_sampled for c in pool.candidates)
-        round_stats = RoundStats(
-            round=pool.round_number,
-            decision_token=max((len(c.token_ids) for c in alive), default=0),
-            alive=pool.alive_at_plan,
-            finished=len(pool.finished),
-            rejected=len(rejected),
-            tokens_decoded=sampled - pool.sampled_at_round,
-            threshold=threshold,
-            best_reward=max(values) if values else None,
-        )
-        pool.sampled_at_round = sampled
-        pool.stats.rounds.append(round_stats)
         hooks.event(EVENT_ROUND, {"request": pool.index, **round_stats.__dict__})
 
     def _keep(self, pool_size: int) -> int:
@@ -280,67 +235,123 @@ class SpeculativeRejection(Strategy):
         return math.ceil((1 - Fraction(str(self.rejection_rate))) * pool_size)
 
     def _finish(self, pool: _Pool, reward: Any, hooks: Hooks) -> Result:
-        # Step 6: score the candidates that finished after the last decision (all of
-        # them when no round was held, in candidate order — exactly Best-of-N's single
-        # call), or every complete candidate in one call when scores are comparable
-        # only within a call, and return the best reward among them.
-        unscored = sorted(
-            (c for c in pool.finished if not _comparable(reward) or c.index not in pool.scores),
-            key=lambda c: c.index,
-        )
+        # Step 6: score the candidates that finished after the last round (all of them
+        # when no round was held, in candidate order — exactly Best-of-N's single
+        # call), or every finished candidate in one call when rewards are comparable
+        # only within a call, and return the best final reward among them.
+        unscored = sorted(pool.unscored(_comparable(reward)), key=lambda c: c.index)
         if unscored:
             values = score_texts(
                 reward, pool.request.conversation, [c.text or "" for c in unscored], pool.stats
             )
-            pool.scores.update({c.index: v for c, v in zip(unscored, values, strict=True)})
+            pool.remember({c.index: v for c, v in zip(unscored, values, strict=True)})
             hooks.event(
                 EVENT_SCORED,
                 {"request": pool.index, "rewards": values, "partial": False, "round": None},
             )
-        complete = sorted(pool.finished, key=lambda c: c.index)
-        return _result(
-            complete,
-            [pool.scores[c.index] for c in complete],
+        finished = sorted(pool.finished, key=lambda c: c.index)
+        return parts.best_result(
+            finished,
+            [pool.scores[c.index] for c in finished],
             pool.stats,
             pool.index,
             # A reply streamed live must not be streamed a second time.
-            Hooks(on_event=hooks.on_event) if pool.streamed else hooks,
+            Hooks(on_event=hooks.on_event) if pool.streams else hooks,
         )
 
 
 class _Pool:
-    """One request's candidates and its progress through the algorithm."""
+    """One request's pool and its progress through the algorithm.
+
+    The pool changes only through its own methods: a candidate finishes
+    (:meth:`finish`) or is rejected (:meth:`reject`), finished candidates keep their
+    final rewards (:meth:`remember`), and rounds are counted and recorded
+    (:meth:`start_round`, :meth:`record_round`).
+    """
 
     def __init__(self, strategy: SpeculativeRejection, index: int, request: Request) -> None:
         self.strategy = strategy
         self.index = index
         self.request = request
-        self.stats, self.candidates = _pool_of(strategy.name, request, index, strategy.n)
+        self.stats, self.candidates = parts.new_pool(strategy.name, request, index, strategy.n)
         self.prompt_slots = len(request.prompt_ids)
         # The budget in cache slots: given, or this pool's cache size at the first
         # decision, N·(prompt + τ) — as if the pool were decoded alone.
         self.budget = strategy.memory_budget_slots or len(self.candidates) * (
             self.prompt_slots + strategy.decision_tokens
         )
-        self.finished: list[Candidate] = []
-        self.scores: dict[int, float] = {}  # candidate index -> reward as complete
-        self.round_number = 0
+        self.scores: dict[int, float] = {}  # candidate index -> final reward
         self.next_decision: float = math.inf
-        self.alive_at_plan = len(self.candidates)
-        self.sampled_at_round = 0
-        self.rejected: set[int] = set()  # ids of rejected candidates
-        self.fell_short = False  # the last round rejected less than its quota
-        self.live = False
-        self.streams: dict[int, TextStream] = {}
+        self.live = False  # the one candidate left is the reply: no more rounds
+        self.streams: parts.ReplyStreams | None = None  # the live reply's text deltas
+        self._finished: list[Candidate] = []  # in the order they finished
+        self._rejected: set[int] = set()  # ids of rejected candidates
+        self._fell_short = False  # the last round rejected less than its quota
+        self._rounds = 0
+        self._alive_at_plan = len(self.candidates)
+        self._sampled_at_round = 0
 
     @property
     def alive(self) -> list[Candidate]:
-        """Candidates still decoding (neither finished nor rejected)."""
-        return [c for c in self.candidates if not c.finished and id(c) not in self.rejected]
+        """Candidates still decoding (neither finished nor rejected), in index order —
+        the order of their rows."""
+        return [c for c in self.candidates if not c.finished and id(c) not in self._rejected]
 
     @property
-    def streamed(self) -> bool:
-        return bool(self.streams)
+    def finished(self) -> list[Candidate]:
+        """Finished candidates, in the order they finished (never rejected)."""
+        return list(self._finished)
+
+    def finish(self, candidate: Candidate) -> None:
+        """Record that ``candidate`` finished: it stays in the pool for good."""
+        self._finished.append(candidate)
+
+    def reject(self, candidates: Sequence[Candidate], quota: int) -> None:
+        """Reject alive ``candidates`` — a round's, whose quota was ``quota``: rejecting
+        fewer makes the next decision back off."""
+        self._rejected.update(id(c) for c in candidates)
+        self._fell_short = len(candidates) < quota
+
+    def is_rejected(self, candidate: Candidate) -> bool:
+        return id(candidate) in self._rejected
+
+    def unscored(self, comparable: bool) -> list[Candidate]:
+        """Finished candidates a reward call must score: those without a final reward,
+        or all of them when rewards are ``comparable`` only within one call."""
+        return [c for c in self._finished if not comparable or c.index not in self.scores]
+
+    def remember(self, rewards: Mapping[int, float]) -> None:
+        """Keep final rewards (candidate index -> reward)."""
+        self.scores.update(rewards)
+
+    def start_round(self) -> int:
+        """Count a new round; returns its number, from 1."""
+        self._rounds += 1
+        return self._rounds
+
+    def record_round(
+        self,
+        alive: Sequence[Candidate],
+        rejected: int,
+        threshold: float | None,
+        best_reward: float | None,
+    ) -> RoundStats:
+        """The statistics of the round just held (``alive``: its alive candidates),
+        added to the request's."""
+        sampled = sum(c.tokens_sampled for c in self.candidates)
+        round_stats = RoundStats(
+            round=self._rounds,
+            decision_token=max((len(c.token_ids) for c in alive), default=0),
+            alive=self._alive_at_plan,
+            finished=len(self._finished),
+            rejected=rejected,
+            tokens_decoded=sampled - self._sampled_at_round,
+            threshold=threshold,
+            best_reward=best_reward,
+        )
+        self._sampled_at_round = sampled
+        self.stats.rounds.append(round_stats)
+        return round_stats
 
     def plan_next_decision(self, steps_done: int) -> None:
         """Decide when the next round happens: when the pool's KV cache (alive rows ×
@@ -348,8 +359,8 @@ class _Pool:
         earlier than twice the current length after a round that fell short, and
         never once no round can reject anything."""
         alive = len(self.alive)
-        self.alive_at_plan = alive
-        size = alive + len(self.finished)  # |pool|: only rejection shrinks it
+        self._alive_at_plan = alive
+        size = alive + len(self._finished)  # |pool|: only rejection shrinks it
         if alive == 0 or self.strategy._keep(size) >= size:
             # ⌈(1 − α)·|pool|⌉ = |pool| (α = 0 among others) now means for good: no
             # round could ever reject anything, so decode to the end.
@@ -357,34 +368,17 @@ class _Pool:
             return
         slots = self.prompt_slots + steps_done
         next_decision = steps_done + max(1, self.budget // alive - slots)
-        if self.fell_short:
+        if self._fell_short:
             # Geometric back-off: such rounds are O(log max_new_tokens).
             next_decision = max(next_decision, 2 * steps_done)
         self.next_decision = next_decision
 
-    def go_live(self, engine: DecodingEngine, params: Any, hooks: Hooks) -> None:
+    def go_live(self, engine: DecodingEngine, params: SamplingParams, hooks: Hooks) -> None:
+        """Make the one candidate left the reply: no more rounds; stream it if asked."""
         self.live = True
-        if hooks.on_text is not None:
-            self.streams = {id(c): TextStream(engine.tokenizer, params.stop) for c in self.alive}
-
-    def stream(self, rows: list[Candidate], ended: set[int], hooks: Hooks) -> None:
-        """Send the live candidate's new text (everything so far on the first call)."""
-        if hooks.on_text is None:
-            return
-        for candidate in rows:
-            text_stream = self.streams.get(id(candidate))
-            if text_stream is None:
-                continue
-            final = candidate.text if id(candidate) in ended else None
-            delta = text_stream.delta(candidate.token_ids, final_text=final)
-            if delta:
-                hooks.on_text(candidate.request, delta)
+        self.streams = parts.ReplyStreams(hooks, engine.tokenizer, params.stop, self.alive)
 
 
 def _comparable(reward: Any) -> bool:
-    """Whether scores of different reward calls may be compared."""
+    """Whether rewards of different reward calls may be compared."""
     return bool(getattr(reward, "comparable_across_calls", True))
-
-
-def _partial_text(engine: DecodingEngine, candidate: Candidate) -> str:
-    return decode(engine.tokenizer, candidate.token_ids)

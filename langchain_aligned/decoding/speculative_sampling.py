@@ -1,29 +1,29 @@
 """Speculative sampling — Leviathan, Kalman & Matias, ICML 2023; Chen et al., 2023.
 
-A small **draft** model q proposes γ tokens; the **target** p scores all of them in one
-forward pass and accepts a prefix, so several tokens come out of one target pass while
-the output distribution stays exactly p.
+A small draft proposes γ draft tokens; the target scores all of them in one target
+pass and accepts a prefix, so several tokens come out of one target pass while the
+replies still follow the target's distribution exactly. Terms (target, draft, draft
+tokens, γ and γ_r, accepted / recovered / bonus token, lane, target pass) are defined
+in the glossary of :mod:`langchain_aligned.decoding`.
 
-Terms (the papers' symbols are used in code):
+The papers' symbols are used in code:
 
-* **p** — the target's sampling distribution at each position, ``[batch, γ+1, vocab]``
-  (after temperature / top-k / top-p; one-hot for greedy decoding).
-* **q** — the draft's distribution at each drafted position, ``[batch, γ, vocab]``.
-* **γ** — ``num_draft_tokens``, tokens proposed per verification step.
-* **draft tokens** — the γ tokens ŷ₁…ŷ_γ sampled from q.
-* **accepted tokens** — the longest prefix of draft tokens each accepted with
-  probability min(1, p(ŷ_t)/q(ŷ_t)).
-* **recovered token** — at the first rejection, a token drawn from the residual
-  norm((p − q)₊) at that position; it replaces the rejected draft token.
-* **bonus token** — when all γ draft tokens are accepted, one more token drawn from p
-  at position γ+1 (the target computed it anyway).
+* **p** — the target's distribution at each position, ``[rows, γ+1, vocab]`` (after
+  temperature / top-k / top-p; one-hot for greedy decoding).
+* **q** — the draft's distribution at each drafted position, ``[rows, γ, vocab]``.
+* **ŷ₁…ŷ_γ** — the draft tokens, sampled from q.
+* ŷ_t is accepted with probability min(1, p(ŷ_t)/q(ŷ_t)); the accepted tokens are the
+  longest prefix so accepted. The recovered token is drawn from the residual
+  norm((p − q)₊) at the first rejected position; the bonus token from p at position
+  γ+1 (the target computed it anyway).
 
-Every step therefore yields between 1 and γ+1 tokens for one target forward pass.
+Every step therefore yields between 1 and γ+1 tokens for one target pass.
 
 :func:`speculative_accept` is the pure acceptance rule: its randomness comes in as
 arguments (uniforms), so it is tested exactly on hand-built distributions.
-:func:`run_speculative` is the decoding loop, shared with Reward-Shifted Speculative
-Sampling, which only changes the distribution the draft tokens are verified against.
+:func:`run_speculative` is the decoding loop and :class:`SpeculativeStrategy` the
+strategy around it, both shared with Reward-Shifted Speculative Sampling, which only
+changes the models taking part and the weights the draft tokens are verified against.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import InvalidInputError
+from . import strategy_parts as parts
 from .base import (
     EVENT_DONE,
     EVENT_VERIFY,
@@ -48,11 +49,18 @@ from .base import (
     score_replies,
 )
 from .drafts import BoundDraft, bind_draft
-from .engine import DecodeCancelled, DecodeState, DecodingEngine, EngineCounters
+from .engine import DecodeState, DecodingEngine, EngineCounters
 from .params import SamplingParams, draw_uniforms, sample_from, warp
-from .text import StopMatcher, TextStream
+from .text import StopMatcher
 
-__all__ = ["Lane", "SpeculativeSampling", "run_speculative", "speculative_accept"]
+__all__ = [
+    "Lane",
+    "SpeculativeSampling",
+    "SpeculativeStrategy",
+    "Verifier",
+    "run_speculative",
+    "speculative_accept",
+]
 
 
 def speculative_accept(
@@ -66,46 +74,46 @@ def speculative_accept(
     """The speculative sampling acceptance rule.
 
     Args:
-        p: ``[batch, γ+1, vocab]`` target weights per position. They may be
+        p: ``[rows, γ+1, vocab]`` target weights per position. They may be
             unnormalised (Reward-Shifted Speculative Sampling passes p̃); the
             acceptance ratio uses them as given and the recovered / bonus tokens are
             drawn from their normalised positive parts.
-        q: ``[batch, γ, vocab]`` draft distributions the draft tokens came from.
-        draft_tokens: ``[batch, γ]`` the draft tokens ŷ.
-        accept_uniforms: ``[batch, γ]`` U(0, 1) draws, one per draft token.
-        recover_uniforms: ``[batch]`` U(0, 1) draws for the recovered or bonus token.
-        num_proposed: ``[batch]`` γ_r ≤ γ, how many of the draft tokens each row
+        q: ``[rows, γ, vocab]`` draft distributions the draft tokens came from.
+        draft_tokens: ``[rows, γ]`` the draft tokens ŷ.
+        accept_uniforms: ``[rows, γ]`` uniforms, one per draft token.
+        recover_uniforms: ``[rows]`` uniforms for the recovered or bonus token.
+        num_proposed: ``[rows]`` γ_r ≤ γ, how many of the draft tokens each row
             verifies (default: all γ). Row r ignores its tokens past γ_r and draws its
             bonus token at position γ_r + 1 — exactly what it would do alone with
             γ = γ_r, so rows of one batch may verify different numbers of tokens.
 
     Returns:
-        ``(num_accepted, next_token)``, both ``[batch]``: how many draft tokens are
+        ``(num_accepted, next_token)``, both ``[rows]``: how many draft tokens are
         accepted (0…γ_r) and the recovered token (if one was rejected) or the bonus
         token (if all γ_r were accepted).
     """
-    batch, gamma = draft_tokens.shape
+    num_rows, gamma = draft_tokens.shape
     p = p.float()
     q = q.float()
-    # p(ŷ_t) and q(ŷ_t) of each draft token: [batch, γ]
+    # p(ŷ_t) and q(ŷ_t) of each draft token: [rows, γ]
     p_draft = p[:, :gamma].gather(-1, draft_tokens.unsqueeze(-1)).squeeze(-1)
     q_draft = q.gather(-1, draft_tokens.unsqueeze(-1)).squeeze(-1)
     # Accept ŷ_t with probability min(1, p/q): u < p/q. A drafted token has q > 0; the
     # clamp only guards against a distribution that lost all mass to rounding.
     accepted = accept_uniforms < p_draft / q_draft.clamp(min=torch.finfo(torch.float32).tiny)
-    # A row verifies only its first γ_r tokens: [batch, γ]
-    proposed = torch.full((batch,), gamma) if num_proposed is None else num_proposed.cpu()
+    # A row verifies only its first γ_r tokens: [rows, γ]
+    proposed = torch.full((num_rows,), gamma) if num_proposed is None else num_proposed.cpu()
     accepted &= torch.arange(gamma).unsqueeze(0) < proposed.unsqueeze(1)
-    # Only the prefix before the first rejection counts: [batch]
+    # Only the prefix before the first rejection counts: [rows]
     num_accepted = accepted.to(torch.long).cumprod(dim=1).sum(dim=1)
     # The distribution of the next token at position n+1: the residual (p − q)₊ after a
     # rejection; after γ_r acceptances q is taken as 0 there, so it is p itself (bonus).
-    rows = torch.arange(batch)
-    p_next = p[rows, num_accepted]  # [batch, vocab]
-    q_padded = torch.cat([q, q.new_zeros(batch, 1, p.shape[-1])], dim=1)  # [batch, γ+1, vocab]
-    bonus = (num_accepted == proposed).unsqueeze(1)  # [batch, 1]
-    q_next = torch.where(bonus, 0.0, q_padded[rows, num_accepted])  # [batch, vocab]
-    residual = (p_next - q_next).clamp(min=0)  # [batch, vocab]
+    rows = torch.arange(num_rows)
+    p_next = p[rows, num_accepted]  # [rows, vocab]
+    q_padded = torch.cat([q, q.new_zeros(num_rows, 1, p.shape[-1])], dim=1)  # [rows, γ+1, vocab]
+    bonus = (num_accepted == proposed).unsqueeze(1)  # [rows, 1]
+    q_next = torch.where(bonus, 0.0, q_padded[rows, num_accepted])  # [rows, vocab]
+    residual = (p_next - q_next).clamp(min=0)  # [rows, vocab]
     # When p ≤ q everywhere (only possible for an unnormalised p), no residual mass is
     # left: fall back to the target weights themselves.
     empty = residual.sum(-1, keepdim=True) <= 0
@@ -123,11 +131,11 @@ Verifier = Callable[[torch.Tensor, torch.Tensor, list[torch.Tensor], SamplingPar
 
 @dataclass(eq=False)
 class Lane:
-    """One model's view of the batch: its KV cache and the reply tokens it has not fed.
+    """A lane: one model's view of the batch (see the glossary).
 
-    The target, the draft and every reference model are lanes; each step feeds every
-    lane, and after verification :meth:`settle` puts each lane's cache back on the
-    accepted prefix, whatever it fed.
+    The target, the draft and every reference are lanes; each step feeds every lane,
+    and after verification :meth:`settle` puts each lane's cache back on the accepted
+    prefix, whatever it fed.
     """
 
     engine: DecodingEngine
@@ -183,15 +191,18 @@ def run_speculative(
     *,
     draft_bonus_position: bool = False,
 ) -> list[Result]:
-    """Decode every request with draft-then-verify steps.
+    """Decode every request of one batch with draft-then-verify steps.
 
-    ``references`` are extra models that score the draft tokens like the target does
-    (SSS's unaligned draft reference); ``verify`` turns the logits into the weights
-    the kernel verifies against. With ``draft_bonus_position`` the draft also computes
-    its logits at position γ+1 (one more small forward pass), which SSS needs for its
-    bonus token. Forward passes on the target's weights — the target's, and those of
-    a prompt-steered draft or reference without weights of its own — are counted as
-    target passes.
+    ``references`` score the draft tokens like the target does (SSS's draft
+    reference); ``verify`` turns the logits into the weights the kernel verifies
+    against. With ``draft_bonus_position`` the draft also computes its logits at
+    position γ+1 (one more small forward pass), which SSS needs for its bonus token.
+    Every forward pass on the target's weights — also a prompt-steered draft's or
+    reference's without weights of its own — is counted as a target pass.
+
+    Raises:
+        InvalidInputError: the requests do not share sampling parameters, or a prompt
+            is shorter than 2 tokens.
     """
     params = requests[0].params
     if any(r.params != params for r in requests):
@@ -218,14 +229,11 @@ def run_speculative(
     drafter = start_lane(draft.engine, [draft.prompt(r) for r in requests])
     verifiers = [start_lane(ref.engine, [ref.prompt(r) for r in requests]) for ref in references]
     lanes = [target, drafter, *verifiers]
-    streams = {
-        id(c): TextStream(engine.tokenizer, params.stop) for c in candidates if hooks.on_text
-    }
+    streams = parts.ReplyStreams(hooks, engine.tokenizer, params.stop, candidates)
     matchers: dict[int, StopMatcher] = {}
     step = 0
     while target.state.num_rows:
-        if hooks.should_stop is not None and hooks.should_stop():
-            raise DecodeCancelled()
+        parts.check_cancelled(hooks)
         step += 1
         rows = list(target.state.candidates)
         # Each row verifies γ_r = min(γ, room − 1) tokens, where room is how many tokens
@@ -272,9 +280,9 @@ def run_speculative(
         # Step 2: the target and every reference score pending + γ draft tokens in one
         # forward pass each, giving logits at the γ+1 positions (the last one is for
         # the bonus token).
-        proposals = draft_tokens.tolist()
-        p_logits = target.feed(proposals, keep=gamma_step + 1)  # [rows, γ+1, vocab]
-        ref_logits = [lane.feed(proposals, keep=gamma_step + 1) for lane in verifiers]
+        draft_ids = draft_tokens.tolist()
+        p_logits = target.feed(draft_ids, keep=gamma_step + 1)  # [rows, γ+1, vocab]
+        ref_logits = [lane.feed(draft_ids, keep=gamma_step + 1) for lane in verifiers]
 
         # Step 3: accept a prefix and draw the recovered or bonus token.
         weights = verify(p_logits, q_logits, ref_logits, params)  # [rows, γ+1, vocab]
@@ -298,7 +306,7 @@ def run_speculative(
             n = accepted[row]
             before = len(candidate.token_ids)
             done = engine.append(
-                candidate, [*proposals[row][:n], new_tokens[row]], params, matchers
+                candidate, [*draft_ids[row][:n], new_tokens[row]], params, matchers
             )
             kept = min(n, len(candidate.token_ids) - before)
             proposed = own_gamma[row]
@@ -316,20 +324,14 @@ def run_speculative(
                     "step": step,
                 },
             )
-            stream = streams.get(id(candidate))
-            if stream is not None and hooks.on_text is not None:
-                delta = stream.delta(
-                    candidate.token_ids, final_text=candidate.text if done else None
-                )
-                if delta:
-                    hooks.on_text(candidate.request, delta)
+            streams.send(candidate, done)
             if not done:
                 keep_rows.append(row)
 
         # Step 5: every lane forgets its rejected draft tokens and queues the tokens it
         # has not fed; finished candidates leave every lane's batch.
         for lane in lanes:
-            lane.settle(proposals, accepted, new_tokens)
+            lane.settle(draft_ids, accepted, new_tokens)
             lane.select(keep_rows)
 
     elapsed = time.perf_counter() - start
@@ -341,14 +343,7 @@ def run_speculative(
         request_stats.tokens_returned = len(candidate.token_ids)
         request_stats.generation_seconds = elapsed / len(requests)
         hooks.event(EVENT_DONE, {"request": candidate.request, "stats": request_stats.to_dict()})
-        results.append(
-            Result(
-                text=candidate.text or "",
-                token_ids=list(candidate.token_ids),
-                finish_reason=candidate.finish_reason or "length",
-                stats=request_stats,
-            )
-        )
+        results.append(parts.result_of(candidate, request_stats))
     return results
 
 
@@ -360,52 +355,81 @@ def _stack(
     return torch.stack(steps, dim=1) if steps else torch.zeros(empty, dtype=dtype)
 
 
-def _check_gamma(owner: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"{owner}(num_draft_tokens={value!r}): γ must be an integer ≥ 1")
+def _target_distribution(
+    p_logits: torch.Tensor,
+    q_logits: torch.Tensor,
+    ref_logits: list[torch.Tensor],
+    params: SamplingParams,
+) -> torch.Tensor:
+    """The :data:`Verifier` of lossless speculative sampling: p, ``[rows, γ+1, vocab]``."""
+    return warp(p_logits, params)
 
 
-@dataclass(frozen=True)
-class SpeculativeSampling(Strategy):
-    """Lossless speculative decoding with a smaller draft sharing the vocabulary."""
+class SpeculativeStrategy(Strategy):
+    """Base of the speculative strategies: :func:`run_speculative` over a draft.
 
-    draft: Any = None
-    """The draft model: an id, alias, ``(model, tokenizer)`` pair, handle, or
-    :class:`~langchain_aligned.decoding.drafts.PromptSteeredDraft`."""
-    num_draft_tokens: int = 4
-    """γ: draft tokens proposed per verification step."""
+    A subclass is a frozen dataclass with the fields ``draft`` and
+    ``num_draft_tokens`` (γ); it says which models take part (:meth:`models`) and
+    which weights the draft tokens are verified against (:meth:`verifier`).
+    """
 
-    name: ClassVar[str] = "speculative_sampling"
+    draft: Any
+    num_draft_tokens: int
+
+    draft_bonus_position: ClassVar[bool] = False
+    """Whether the draft also computes its logits at position γ+1 (for the bonus token)."""
+    draft_advice: ClassVar[str] = ""
+    """How the error for a missing draft goes on after ``needs draft=...``."""
 
     def __post_init__(self) -> None:
-        _check_gamma("SpeculativeSampling", self.num_draft_tokens)
+        parts.check_gamma(type(self).__name__, self.num_draft_tokens)
         if self.draft is None:
-            raise InvalidInputError(
-                "SpeculativeSampling needs draft=...: a smaller model sharing the target's "
-                "vocabulary, or PromptSteeredDraft(system_prompt=...)"
-            )
+            raise InvalidInputError(f"{type(self).__name__} needs draft=...{self.draft_advice}")
+
+    def models(self, engine: DecodingEngine) -> tuple[BoundDraft, list[BoundDraft]]:
+        """The draft and the references, bound to the target ``engine``."""
+        return bind_draft(self.draft, engine), []
+
+    def verifier(self) -> Verifier:
+        """What turns the models' logits into the weights the draft tokens are verified
+        against: for lossless speculative sampling, the target's distribution p."""
+        return _target_distribution
 
     def bind(self, engine: DecodingEngine) -> None:
-        bind_draft(self.draft, engine)
+        # Binding loads the models and checks their vocabularies, before any decoding.
+        self.models(engine)
 
-    def run(
-        self,
-        engine: DecodingEngine,
-        requests: Sequence[Request],
-        *,
-        reward: Any = None,
-        hooks: Hooks | None = None,
+    def decode(
+        self, engine: DecodingEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
     ) -> list[Result]:
-        draft = bind_draft(self.draft, engine)
+        draft, references = self.models(engine)
         results = run_speculative(
             self.name,
             engine,
             requests,
             draft,
-            [],
+            references,
             self.num_draft_tokens,
-            lambda p_logits, q_logits, refs, params: warp(p_logits, params),
-            hooks or Hooks(),
+            self.verifier(),
+            hooks,
+            draft_bonus_position=self.draft_bonus_position,
         )
         score_replies(reward, requests, results)
         return results
+
+
+@dataclass(frozen=True)
+class SpeculativeSampling(SpeculativeStrategy):
+    """Lossless speculative decoding with a smaller draft sharing the vocabulary."""
+
+    draft: Any = None
+    """The draft: an id, alias, ``(model, tokenizer)`` pair, handle, or
+    :class:`~langchain_aligned.decoding.drafts.PromptSteeredDraft`."""
+    num_draft_tokens: int = 4
+    """γ: draft tokens per step."""
+
+    name: ClassVar[str] = "speculative_sampling"
+    draft_advice: ClassVar[str] = (
+        ": a smaller model sharing the target's vocabulary, or "
+        "PromptSteeredDraft(system_prompt=...)"
+    )

@@ -4,7 +4,8 @@ Stop strings may span several tokens and may end in the middle of a token, so th
 are matched on decoded text, never on token ids. Only the tail of a reply is decoded
 on each step (a window of tokens long enough to hold the longest stop string in
 characters, however many tokens a character takes), which keeps the check cheap; a
-hit is then located in the full text and the reply is cut there.
+hit is then located in the full text and the reply is cut there. Terms (reply, stop
+string, text delta) are defined in the glossary of :mod:`langchain_aligned.decoding`.
 """
 
 from __future__ import annotations

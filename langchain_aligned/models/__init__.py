@@ -7,6 +7,7 @@ from .loading import (
     ModelSource,
     clear_model_cache,
     load_model,
+    quiet_short_load,
     resolve_device,
     resolve_dtype,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "format_tool_call",
     "load_model",
     "normalize_messages",
+    "quiet_short_load",
     "render_chat",
     "resolve_device",
     "resolve_dtype",

@@ -33,16 +33,17 @@ Rendering rules:
 
        Assistant:
 
-Tool calls are written as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``,
-the format :func:`rewards.tool_call.parse_tool_calls` reads back.
+Tool calls are written in the format :mod:`rewards.tool_call` owns
+(``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, :func:`format_tool_call`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from rewards.tool_call import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, format_tool_call
 
 from ..errors import InvalidInputError
 
@@ -58,21 +59,10 @@ __all__ = [
 
 ROLES = ("system", "user", "assistant", "tool")
 
-TOOL_CALL_OPEN = "<tool_call>"
-TOOL_CALL_CLOSE = "</tool_call>"
-
 
 def _tool_name(tool: Mapping[str, Any]) -> str:
     function = tool.get("function", tool)
     return str(function.get("name", "?"))
-
-
-def format_tool_call(name: str, arguments: Any) -> str:
-    """Write one tool call in the library's text format."""
-    if isinstance(arguments, str):
-        with contextlib.suppress(json.JSONDecodeError):
-            arguments = json.loads(arguments)
-    return f"{TOOL_CALL_OPEN}{json.dumps({'name': name, 'arguments': arguments})}{TOOL_CALL_CLOSE}"
 
 
 def tool_instructions(tools: Sequence[Mapping[str, Any]]) -> str:

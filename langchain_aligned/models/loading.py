@@ -9,9 +9,10 @@ the same source share one copy of the weights.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "ModelSource",
     "clear_model_cache",
     "load_model",
+    "quiet_short_load",
     "resolve_device",
     "resolve_dtype",
 ]
@@ -348,12 +350,13 @@ def _load_uncached(
     if quantization_config is not None:
         load_kwargs["quantization_config"] = quantization_config
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            location,
-            trust_remote_code=trust_remote_code,
-            **path_kwargs,
-        )
-        model = AutoModelForCausalLM.from_pretrained(location, **load_kwargs)
+        with quiet_short_load(None if path_kwargs else location):
+            tokenizer = AutoTokenizer.from_pretrained(
+                location,
+                trust_remote_code=trust_remote_code,
+                **path_kwargs,
+            )
+            model = AutoModelForCausalLM.from_pretrained(location, **load_kwargs)
     except (OSError, ValueError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
         hint = (
@@ -369,6 +372,68 @@ def _load_uncached(
     if device_map is None and quantization_config is None:
         model.to(device)  # type: ignore[arg-type]
     return _make_handle(model, tokenizer, name)
+
+
+QUIET_LOAD_BYTES = 2 * 1024**3
+"""Local weights up to this size load in a moment: no progress bar is shown for them."""
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_QUIET_LOCK = threading.Lock()
+_quiet_depth = 0
+_quiet_restore = False
+
+
+def _is_short_load(location: str | os.PathLike[str] | None) -> bool:
+    # Only a local folder whose weights are small: a hub id may download (a bar worth
+    # watching) and a GGUF file is dequantised tensor by tensor (many seconds).
+    if location is None:
+        return False
+    folder = Path(location).expanduser()
+    if not folder.is_dir():
+        return False
+    size = sum(
+        f.stat().st_size for f in folder.iterdir() if f.is_file() and f.suffix in _WEIGHT_SUFFIXES
+    )
+    return 0 < size <= QUIET_LOAD_BYTES
+
+
+@contextlib.contextmanager
+def quiet_short_load(location: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Hide transformers' progress bars while loading ``location``, if that is quick.
+
+    transformers draws a "Loading weights" bar (5.x; "Loading checkpoint shards" for
+    sharded checkpoints) for every ``from_pretrained``, even one that takes a fraction
+    of a second. Inside this block, when ``location`` is a local folder with at most
+    :data:`QUIET_LOAD_BYTES` of weights, transformers' bars are off; on leaving it the
+    switch is put back as it was, so a user's own ``enable_progress_bar`` /
+    ``disable_progress_bar`` choice (or ``HF_HUB_DISABLE_PROGRESS_BARS``) is untouched.
+    Only transformers' own switch is flipped, never huggingface_hub's download bars.
+    Nested and concurrent blocks share one switch: it is restored when the last ends.
+    Loads from the hub, GGUF files and large folders keep their bars.
+    """
+    if not _is_short_load(location):
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    global _quiet_depth, _quiet_restore
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            _quiet_restore = hf_logging.is_progress_bar_enabled()
+            if _quiet_restore:
+                # Not disable_progress_bar(): it also turns off huggingface_hub's bars
+                # globally, and enable_progress_bar() would turn them back on even
+                # where the user had them off.
+                hf_logging._tqdm_active = False
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _quiet_restore:
+                hf_logging._tqdm_active = True
+                _quiet_restore = False
 
 
 def _looks_like_hub_id(source: str) -> bool:

@@ -13,6 +13,12 @@ PAIR = tiny_pair(0)
 PROMPT = "why is the sun red"
 
 
+def _best_of(strategy, **kwargs):
+    """The one result of ``strategy`` on PROMPT, ranked by a CountingScorer."""
+    (result,) = generate(PAIR, PROMPT, strategy=strategy, reward=CountingScorer(), **kwargs)
+    return result
+
+
 def test_returns_the_argmax_of_candidate_rewards():
     scorer = CountingScorer()
     (result,) = generate(
@@ -51,18 +57,18 @@ def test_batch_size_does_not_change_the_result():
     assert split.stats.prefill_passes == 3 and split.stats.peak_batch_size == 2
 
 
-def test_prompts_of_one_call_share_forward_passes_without_changing_replies():
+def test_requests_of_one_call_share_forward_passes_without_changing_replies():
     prompts = [PROMPT, "a much longer question about the colour of the evening sky", "hi"]
     kwargs = dict(strategy=BestOfN(n=3), seed=4, max_new_tokens=8)
     together = generate(PAIR, prompts, reward=CountingScorer(), **kwargs)
     alone = [generate(PAIR, p, reward=CountingScorer(), **kwargs)[0] for p in prompts]
     for shared, single in zip(together, alone, strict=True):
-        # Each candidate draws from its own generator: other prompts in the batch
+        # Each candidate draws from its own generator: other requests in the batch
         # change neither the replies nor their rewards nor their token counts.
         assert shared.token_ids == single.token_ids
         assert shared.stats.candidate_rewards == single.stats.candidate_rewards
         assert shared.stats.tokens_generated == single.stats.tokens_generated
-    # One prefill and one decoding loop for all nine candidates, not one per prompt.
+    # One prefill and one decoding loop for all nine candidates, not one per request.
     assert together[0].stats.prefill_passes == 1
     assert together[0].stats.peak_batch_size == 9
     assert together[0].stats.target_forward_passes < sum(
@@ -71,52 +77,26 @@ def test_prompts_of_one_call_share_forward_passes_without_changing_replies():
 
 
 def test_memory_budget_sizes_batches():
-    (result,) = generate(
-        PAIR,
-        PROMPT,
-        strategy=BestOfN(n=4, memory_budget_slots=60),
-        reward=CountingScorer(),
-        seed=0,
-        max_new_tokens=20,
-    )
+    result = _best_of(BestOfN(n=4, memory_budget_slots=60), seed=0, max_new_tokens=20)
     assert result.stats.peak_batch_size < 4
 
 
 def test_repeated_runs_with_one_seed_are_identical():
-    runs = [
-        generate(
-            PAIR, PROMPT, strategy=BestOfN(n=4), reward=CountingScorer(), seed=5, max_new_tokens=10
-        )[0]
-        for _ in range(2)
-    ]
+    runs = [_best_of(BestOfN(n=4), seed=5, max_new_tokens=10) for _ in range(2)]
     assert runs[0].token_ids == runs[1].token_ids
     assert runs[0].stats.candidate_rewards == runs[1].stats.candidate_rewards
 
 
 def test_greedy_degrades_to_one_candidate_and_says_so():
-    (result,) = generate(
-        PAIR,
-        PROMPT,
-        strategy=BestOfN(n=4),
-        reward=CountingScorer(),
-        temperature=0,
-        max_new_tokens=8,
-    )
+    result = _best_of(BestOfN(n=4), temperature=0, max_new_tokens=8)
     assert result.stats.num_candidates == 1
     assert "greedy" in result.stats.note
 
 
 def test_winner_is_streamed_once_chosen():
     pieces = []
-    (result,) = generate(
-        PAIR,
-        PROMPT,
-        strategy=BestOfN(n=3),
-        reward=CountingScorer(),
-        seed=1,
-        max_new_tokens=10,
-        hooks=Hooks(on_text=lambda i, d: pieces.append(d)),
-    )
+    hooks = Hooks(on_text=lambda i, d: pieces.append(d))
+    result = _best_of(BestOfN(n=3), seed=1, max_new_tokens=10, hooks=hooks)
     assert "".join(pieces) == result.text
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import logging
+import warnings
+
 import pytest
 import torch
 from tiny import tiny_pair
 
 from langchain_aligned.decoding import Candidate, DecodingEngine, SamplingParams
+from langchain_aligned.decoding.engine import cache_keyword
 from langchain_aligned.decoding.params import derive_seed, make_generator
 from langchain_aligned.errors import ContextLengthError, InvalidInputError
 from langchain_aligned.models import load_model
@@ -200,3 +207,82 @@ def test_sampling_needs_a_generator(engine):
     state = engine.prefill(_candidates(engine, PROMPTS[:1]))
     with pytest.raises(InvalidInputError, match="generator"):
         engine.sample(state, SamplingParams(temperature=1.0))
+
+
+def test_engine_calls_raise_no_deprecation(engine):
+    # transformers 5.24 renamed the KV-cache keyword `past_key_values` → `cache`: the
+    # old name warns (FutureWarning) on forward calls, reading `out.past_key_values`
+    # logs a deprecation. Every engine primitive must use the current names.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.warning_once.cache_clear()  # the log line is emitted once per process
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    library_logger = hf_logging.get_logger()  # "transformers" (it does not propagate)
+    library_logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            params = SamplingParams(temperature=0.8, max_new_tokens=6)
+            state = engine.prefill(_candidates(engine, PROMPTS, seed=1))
+            engine.decode(state, params, max_steps=3)
+            engine.feed(state, [[5, 6]] * state.num_rows)
+            engine.rollback(state, [1] * state.num_rows)
+            engine.select(state, [0])
+            engine.score_continuations([engine.encode(PROMPTS[0])], [[5, 6, 7]])
+    finally:
+        library_logger.removeHandler(handler)
+    deprecations = [
+        f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
+        for w in caught
+        if issubclass(w.category, DeprecationWarning | FutureWarning)
+    ]
+    assert deprecations == []
+    logged = [r.getMessage() for r in records if "deprecat" in r.getMessage().lower()]
+    assert logged == []
+
+
+def test_forward_passes_fill_the_cache_they_are_given(engine):
+    # A cache passed under a keyword the model does not know (`cache` before 5.24)
+    # lands in **kwargs and stays empty: decoding would silently run uncached.
+    state = engine.prefill(_candidates(engine, PROMPTS))
+    assert state.cache.get_seq_length() == state.num_slots
+    engine.feed(state, [[5], [6, 7], [8]])
+    assert state.cache.get_seq_length() == state.num_slots
+    assert engine.cache_keyword in inspect.signature(engine.model.forward).parameters
+
+
+def test_cache_keyword_follows_the_models_signature():
+    class Old:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None, **kwargs):
+            pass
+
+    class New:
+        def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs):
+            pass
+
+    class Renamed:
+        # transformers ≥ 5.24 wraps forward in a deprecate_kwarg decorator (functools.wraps).
+        def _forward(self, input_ids=None, cache=None, **kwargs):
+            pass
+
+        @functools.wraps(_forward)
+        def forward(self, *args, **kwargs):
+            pass
+
+    class Opaque:
+        def forward(self, *args, **kwargs):
+            pass
+
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    installed = (
+        "cache"
+        if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)}
+        else "past_key_values"
+    )
+    assert cache_keyword(Old()) == "past_key_values"
+    assert cache_keyword(New()) == "cache"
+    assert cache_keyword(Renamed()) == "cache"
+    assert cache_keyword(Opaque()) == installed

@@ -1,5 +1,5 @@
-"""The core (models, decoding, rewards) imports no LangChain; only the chat model,
-callbacks and middleware modules do."""
+"""The core (models, decoding, rewards) imports no LangChain; only the LangChain layer
+(the ``chat_models`` package, callbacks, middleware, demo) does."""
 
 from __future__ import annotations
 
@@ -8,25 +8,32 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LANGCHAIN_MODULES = ("chat_models", "callbacks", "middleware", "demo")
+LANGCHAIN_LAYER = ("chat_models", "callbacks", "middleware", "demo")
+"""Modules and packages of ``langchain_aligned`` that may import LangChain."""
 
 SCRIPT = """
 import importlib, pkgutil, sys
 import langchain_aligned, rewards
 names = []
-for package in (langchain_aligned, rewards):
-    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        if info.name.rsplit(".", 1)[-1] in {skip!r}:
+def walk(package):
+    # Not pkgutil.walk_packages: it imports every subpackage, the LangChain layer's too.
+    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        parts = info.name.split(".")
+        if parts[0] == "langchain_aligned" and parts[1] in {skip!r}:
             continue
-        importlib.import_module(info.name)
+        module = importlib.import_module(info.name)
         names.append(info.name)
+        if info.ispkg:
+            walk(module)
+walk(langchain_aligned)
+walk(rewards)
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("langchain_core", "langchain", "langgraph", "langsmith"))
 print(len(names), leaked)
 """
 
 
 def test_core_imports_no_langchain():
-    script = SCRIPT.replace("{skip!r}", repr(set(LANGCHAIN_MODULES)))
+    script = SCRIPT.replace("{skip!r}", repr(set(LANGCHAIN_LAYER)))
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
     )
@@ -40,7 +47,8 @@ def test_only_the_langchain_layer_mentions_langchain_imports():
     for path in list((ROOT / "langchain_aligned").rglob("*.py")) + list(
         (ROOT / "rewards").rglob("*.py")
     ):
-        if path.stem in LANGCHAIN_MODULES and path.parent.name == "langchain_aligned":
+        top = path.relative_to(ROOT).parts
+        if top[0] == "langchain_aligned" and Path(top[1]).stem in LANGCHAIN_LAYER:
             continue
         text = path.read_text()
         if (
@@ -48,4 +56,23 @@ def test_only_the_langchain_layer_mentions_langchain_imports():
             or "import langchain_core" in text
         ):
             offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_no_module_imports_another_modules_private_name():
+    # Shared parts live under public names in one place (e.g. decoding's strategy
+    # parts); an underscore name belongs to its own module.
+    import ast
+
+    offenders = []
+    for folder in ("langchain_aligned", "rewards", "benchmarks", "cookbook"):
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                    offenders += [
+                        f"{path.relative_to(ROOT)}:{node.lineno} {alias.name}"
+                        for alias in node.names
+                        if alias.name.startswith("_") and not alias.name.startswith("__")
+                    ]
     assert offenders == []

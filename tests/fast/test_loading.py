@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -13,6 +14,7 @@ from langchain_aligned.models import (
     ModelHandle,
     clear_model_cache,
     load_model,
+    quiet_short_load,
     resolve_device,
     resolve_dtype,
 )
@@ -137,3 +139,70 @@ def test_trust_remote_code_is_off_by_default(saved_folder, monkeypatch):
 def test_errors_share_one_root():
     assert issubclass(ModelLoadError, AlignedError)
     assert issubclass(InvalidInputError, AlignedError)
+
+
+@pytest.fixture
+def progress_bars_on(monkeypatch):
+    """transformers' progress bars switched on (as for a user who set nothing)."""
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setattr(hf_logging, "_tqdm_active", True)
+    return hf_logging
+
+
+def test_small_local_load_draws_no_progress_bar(saved_folder, progress_bars_on, capfd):
+    # transformers 5.x draws "Loading weights" for every from_pretrained; a load that
+    # takes a fraction of a second must not print one.
+    clear_model_cache()
+    load_model(str(saved_folder), device="cpu", dtype="float32")
+    err = capfd.readouterr().err
+    assert "Loading" not in err and "it/s" not in err, err
+    assert progress_bars_on.is_progress_bar_enabled()  # the user's setting is back
+
+
+def test_the_users_progress_setting_is_restored(saved_folder, progress_bars_on, monkeypatch):
+    hf_logging = progress_bars_on
+    with quiet_short_load(saved_folder):
+        assert not hf_logging.is_progress_bar_enabled()
+        with quiet_short_load(saved_folder):  # nested (or concurrent) loads share it
+            assert not hf_logging.is_progress_bar_enabled()
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()
+    with pytest.raises(RuntimeError), quiet_short_load(saved_folder):
+        raise RuntimeError("load failed")
+    assert hf_logging.is_progress_bar_enabled()
+    # A user who turned bars off keeps them off.
+    monkeypatch.setattr(hf_logging, "_tqdm_active", False)
+    with quiet_short_load(saved_folder):
+        pass
+    assert not hf_logging.is_progress_bar_enabled()
+    # huggingface_hub's own (download) bars are never touched.
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    hub_before = are_progress_bars_disabled()
+    monkeypatch.setattr(hf_logging, "_tqdm_active", True)
+    with quiet_short_load(saved_folder):
+        assert are_progress_bars_disabled() == hub_before
+    assert are_progress_bars_disabled() == hub_before
+
+
+def test_long_loads_keep_their_progress_bars(saved_folder, progress_bars_on, monkeypatch, tmp_path):
+    hf_logging = progress_bars_on
+    for location in ("HuggingFaceTB/SmolLM2-135M-Instruct", tmp_path / "model.gguf", None):
+        with quiet_short_load(location):
+            assert hf_logging.is_progress_bar_enabled(), location
+    monkeypatch.setattr(loading_module, "QUIET_LOAD_BYTES", 1)  # a "large" folder
+    with quiet_short_load(saved_folder):
+        assert hf_logging.is_progress_bar_enabled()
+
+
+def test_quiet_load_flips_the_switch_transformers_reads(saved_folder, progress_bars_on):
+    # The switch is a private module global of transformers.utils.logging; make sure
+    # its tqdm factory still reads it (a rename would bring the bars back unnoticed).
+    import tqdm
+
+    hf_logging = progress_bars_on
+    with quiet_short_load(saved_folder):
+        bar = hf_logging.tqdm(range(3), desc="Loading weights", file=sys.stderr)
+    assert not isinstance(bar, tqdm.tqdm)
+    assert list(bar) == [0, 1, 2]

@@ -57,11 +57,9 @@ def test_tool_call_validity_decides():
         AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 1}, "id": "x"}]),
     ]
     middleware = AlignmentMiddleware(reward=ToolCallScorer([tool]), n=2)
-    responses = [type("R", (), {"result": [m]})() for m in replies]
-    from langchain_aligned.decoding.base import AlignmentStats
-
-    request = type("Req", (), {"messages": [], "system_message": None})()
-    best, _ = middleware._pick(request, responses, AlignmentStats(strategy="x"))
+    responses = iter([type("R", (), {"result": [m]})() for m in replies])
+    request = type("Req", (), {"messages": [], "system_message": None, "model": None})()
+    best = middleware.wrap_model_call(request, lambda _request: next(responses))
     assert best.result[0].tool_calls[0]["name"] == "add"
 
 

@@ -49,3 +49,18 @@ def test_conversation_helpers():
     assert conversation_to_messages(messages)[1]["content"] == ""
     with pytest.raises(rewards.InvalidScorerConfig):
         conversation_to_messages(["nope"])
+
+
+def test_conversion_raises_the_callers_error_and_names_the_bad_item():
+    class OwnError(Exception):
+        pass
+
+    for bad, needle in (
+        (42, "int"),
+        ([{"content": "no role"}], "message 0"),
+        ([{"role": "user", "content": [{"type": "image"}]}], "list content"),
+    ):
+        with pytest.raises(rewards.InvalidScorerConfig, match=needle):
+            conversation_to_messages(bad)
+        with pytest.raises(OwnError, match=needle):
+            conversation_to_messages(bad, error=OwnError)

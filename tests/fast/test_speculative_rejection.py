@@ -54,7 +54,7 @@ def test_rejection_decodes_fewer_tokens_with_one_prefill(alpha):
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 0.7])
-def test_prompts_of_one_call_share_passes_and_each_pool_runs_as_if_alone(alpha):
+def test_requests_of_one_call_share_passes_and_each_pool_runs_as_if_alone(alpha):
     # Prompts of different lengths: each pool's decision points follow its own
     # memory rule (its own prompt length), so sharing the batch changes nothing.
     prompts = [*PROMPTS, "a much longer prompt than the others, to shift the schedule"]
@@ -67,7 +67,7 @@ def test_prompts_of_one_call_share_passes_and_each_pool_runs_as_if_alone(alpha):
         assert shared.stats.rounds == alone.stats.rounds
         assert shared.stats.tokens_generated == alone.stats.tokens_generated
         assert shared.stats.reward_calls == alone.stats.reward_calls
-        # One prefill for all pools; the batch held every candidate of every prompt.
+        # One prefill for all pools; the batch held every candidate of every request.
         assert shared.stats.prefill_passes == 1
         assert shared.stats.peak_batch_size == 5 * len(prompts)
 
@@ -268,26 +268,26 @@ def _run_recorded(scorer, seed, n):
     )
     scored = [data for name, data in events if name == "aligned.scored"]
     assert len(scored) == len(scorer.calls) == spr.stats.reward_calls
-    # Which texts of each call are complete candidates: all of a final call's; of a
-    # round's call, all but the alive candidates' partial texts (the last entries).
-    complete, pool, partial_counts = set(), n, []
+    # Which texts of each call are finished candidates' replies: all of a final
+    # call's; of a round's call, all but the alive candidates' texts (the last ones).
+    finished, pool, partial_counts = set(), n, []
     for texts, data in zip(scorer.calls, scored, strict=True):
         if data["partial"]:
             r = spr.stats.rounds[data["round"] - 1]
             alive = pool - r.finished
             partial_counts.append(alive)
-            complete.update(texts[: len(texts) - alive])
+            finished.update(texts[: len(texts) - alive])
             pool -= r.rejected
         else:
-            complete.update(texts)
-    return spr, scored, complete, partial_counts
+            finished.update(texts)
+    return spr, scored, finished, partial_counts
 
 
 @pytest.mark.parametrize("normalization", ["rank", "zscore"])
-def test_within_call_normalised_reward_returns_the_best_complete_candidate(normalization):
+def test_within_call_normalised_reward_returns_the_best_finished_candidate(normalization):
     # Rank / z-score normalisation makes scores comparable only within one call: every
     # round ranks the whole pool from one call and one final call scores every
-    # complete candidate, so the reply is the best complete one by the underlying
+    # finished candidate, so the reply is the best finished one by the underlying
     # (deterministic, per-text) score.
     runs, wrong = [], []
     underlying = rewards.FunctionScorer(_brevity, per_item=True)
@@ -295,20 +295,20 @@ def test_within_call_normalised_reward_returns_the_best_complete_candidate(norma
         inner = rewards.WeightedScorer({underlying: 1.0}, normalization=normalization)
         scorer = RecordingScorer(inner)
         assert scorer.comparable_across_calls is False
-        spr, scored, complete, _ = _run_recorded(scorer, seed, 16)
-        runs.append((spr, scorer, scored, complete))
-        if _brevity("", spr.text) != max(_brevity("", t) for t in complete):
+        spr, scored, finished, _ = _run_recorded(scorer, seed, 16)
+        runs.append((spr, scorer, scored, finished))
+        if _brevity("", spr.text) != max(_brevity("", t) for t in finished):
             wrong.append(seed)
-    assert wrong == [], f"not the best complete candidate for seeds {wrong}"
-    for spr, scorer, scored, complete in runs:
+    assert wrong == [], f"not the best finished candidate for seeds {wrong}"
+    for spr, scorer, scored, finished in runs:
         # One call per round holds the whole pool (finished candidates re-scored).
         pool = 16
         for r, texts in zip(spr.stats.rounds, scorer.calls, strict=False):
             assert len(texts) == pool
             pool -= r.rejected
-        # The last call scores every complete candidate; the reported rewards are its.
+        # The last call scores every finished candidate; the reported rewards are its.
         final = scored[-1]
-        assert not final["partial"] and set(scorer.calls[-1]) == complete
+        assert not final["partial"] and set(scorer.calls[-1]) == finished
         assert len(scorer.calls[-1]) == len(spr.stats.candidate_rewards)
         assert spr.stats.reward_calls == len(spr.stats.rounds) + 1
         assert spr.stats.candidate_rewards == final["rewards"]
@@ -320,11 +320,11 @@ def test_comparable_reward_scores_each_finished_candidate_once():
     # call only — the round that first sees them, or the final call.
     for seed in range(4):
         scorer = RecordingScorer(rewards.FunctionScorer(CountingScorer().score))
-        spr, _, complete, partial_counts = _run_recorded(scorer, seed, 8)
+        spr, _, finished, partial_counts = _run_recorded(scorer, seed, 8)
         assert spr.stats.rounds
-        assert _counting(spr.text) == max(_counting(t) for t in complete)
-        scored_as_complete = spr.stats.reward_texts_scored - sum(partial_counts)
-        assert scored_as_complete == len(spr.stats.candidate_rewards)
+        assert _counting(spr.text) == max(_counting(t) for t in finished)
+        final_rewards = spr.stats.reward_texts_scored - sum(partial_counts)
+        assert final_rewards == len(spr.stats.candidate_rewards)
 
 
 def test_repeated_runs_identical_and_single_survivor_streams_live():
@@ -362,7 +362,7 @@ def test_failing_reward_is_named_and_model_stays_usable():
 
 
 def test_decode_time_excludes_scoring_and_is_shared_equally():
-    # Several prompts decode together; each gets an equal share of the decode time,
+    # Several requests decode together; each gets an equal share of the decode time,
     # which excludes every reward call (slow here on purpose) of every pool.
     import time
 

@@ -1,4 +1,4 @@
-"""Speculative sampling: the acceptance kernel (exact and statistical), whole-sequence
+"""Speculative sampling: the acceptance kernel (exact and statistical), whole-reply
 exactness on an enumerable space, and the equivalences of the strategy."""
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Notebooks read ``COOKBOOK_SMALL=1`` (set by the runner here) to pick small settings;
 their run time with default settings is measured by ``benchmarks/bench_cookbook.py``.
+Each notebook is built from its script ``cookbook/NN_name.py`` by
+``python cookbook/build_notebooks.py`` (``tests/fast/test_cookbook_build.py`` checks it).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ PARAMS = {
 }
 SMALL_MODEL = "a 135M-parameter model does not reliably follow these tool-calling instructions"
 # With the tool and JSON demonstrations in the prompt (langchain_aligned.models.chat,
-# chat_models._add_json_demonstration) SmolLM2 passes the other model-dependent tests:
+# chat_models.structured_output.add_json_prompt) SmolLM2 passes the other model-dependent tests:
 # tool calling (sync, async, runnables, unicode), structured output (all schema types,
 # sync and async, pydantic v1) and JSON mode. These four still fail with greedy decoding:
 STILL_FAILING = {

@@ -1,0 +1,63 @@
+"""Strategy.run: one entry point that checks its arguments and hands over to decode."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+from scorers import CountingScorer
+
+from langchain_aligned.decoding import AlignmentStats, Hooks, Result, Strategy
+from langchain_aligned.errors import InvalidInputError
+
+
+class Recording(Strategy):
+    """Records what decode() receives and returns one result per request."""
+
+    name: ClassVar[str] = "recording"
+
+    def __init__(self, needs_reward: bool = False) -> None:
+        self.needs_reward = needs_reward  # type: ignore[misc]
+        self.calls: list[tuple] = []
+
+    def decode(self, engine, requests, reward, hooks):
+        self.calls.append((engine, list(requests), reward, hooks))
+        return [Result(str(r), [], "stop", AlignmentStats(strategy=self.name)) for r in requests]
+
+
+def test_run_hands_decode_its_arguments_with_hooks_filled_in():
+    strategy, engine, scorer = Recording(), object(), CountingScorer()
+    results = strategy.run(engine, ["a", "b"], reward=scorer)
+    ((got_engine, requests, reward, hooks),) = strategy.calls
+    assert got_engine is engine and requests == ["a", "b"] and reward is scorer
+    # No hooks given: decode gets empty ones, never None.
+    assert isinstance(hooks, Hooks) and hooks.on_text is hooks.on_event is None
+    assert [r.text for r in results] == ["a", "b"]
+    mine = Hooks(on_text=lambda i, d: None)
+    strategy.run(engine, ["c"], hooks=mine)
+    assert strategy.calls[-1][3] is mine
+
+
+@pytest.mark.parametrize("reward", [None, "not a scorer", 3])
+def test_run_rejects_a_missing_reward_before_decoding(reward):
+    strategy = Recording(needs_reward=True)
+    with pytest.raises(InvalidInputError, match="reward="):
+        strategy.run(object(), ["a"], reward=reward)
+    assert strategy.calls == []
+    Recording(needs_reward=False).run(object(), ["a"], reward=reward)
+
+
+def test_a_strategy_that_overrides_run_keeps_working():
+    class OldStyle(Strategy):
+        def run(self, engine, requests, *, reward=None, hooks=None):
+            return [Result("old", [], "stop", AlignmentStats(strategy="old")) for _ in requests]
+
+    assert [r.text for r in OldStyle().run(object(), [1, 2])] == ["old", "old"]
+
+
+def test_a_strategy_without_an_algorithm_says_so():
+    class Empty(Strategy):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Empty implements neither"):
+        Empty().run(object(), [])
