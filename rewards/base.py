@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import contextvars
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "Conversation",
     "InvalidScorerConfig",
+    "RecordedLogprobs",
     "RewardScorer",
     "RewardScorerError",
     "RewardsError",
     "conversation_to_messages",
     "last_user_text",
+    "recorded_logprobs",
+    "recording",
 ]
 
 Conversation = str | Sequence[Mapping[str, Any]]
@@ -101,6 +107,49 @@ def last_user_text(conversation: Conversation) -> str:
         if message["role"] == "user":
             return str(message["content"])
     return ""
+
+
+@dataclass(frozen=True)
+class RecordedLogprobs:
+    """Token log-probabilities the decoder recorded for the texts a reward call scores.
+
+    A decoder samples each token from the model's logits, so it already holds every
+    sampled token's log-probability under the untempered model. A scorer that would
+    compute the same numbers (the likelihood of a reply under the very model that
+    decoded it, given the same prompt) may read them here instead of running the model
+    again — Speculative Rejection's self-reward then costs no forward pass. Decoders
+    publish them around a reward call with :func:`recording`; scorers read them with
+    :func:`recorded_logprobs` and must check that they apply (same model object, same
+    prompt ids, and the text tokenises to exactly the recorded token ids).
+    """
+
+    model: Any
+    """The model (torch module) that decoded the texts."""
+    prompt_ids: tuple[int, ...]
+    """The prompt the texts continue."""
+    by_text: Mapping[str, tuple[tuple[int, ...], tuple[float, ...]]]
+    """Text → (its token ids, each token's log-probability), for the texts whose every
+    token was recorded."""
+
+
+_RECORDED: contextvars.ContextVar[RecordedLogprobs | None] = contextvars.ContextVar(
+    "rewards_recorded_logprobs", default=None
+)
+
+
+@contextlib.contextmanager
+def recording(recorded: RecordedLogprobs | None) -> Iterator[None]:
+    """Within the block, :func:`recorded_logprobs` returns ``recorded``."""
+    token = _RECORDED.set(recorded)
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
+def recorded_logprobs() -> RecordedLogprobs | None:
+    """The log-probabilities published for the reward call in progress, if any."""
+    return _RECORDED.get()
 
 
 class RewardScorer(abc.ABC):

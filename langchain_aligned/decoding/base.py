@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from rewards.base import RecordedLogprobs, recording
+
 from ..errors import InvalidInputError, RewardError
 from .engine import Candidate, DecodingEngine, EngineCounters
 from .params import SamplingParams, derive_seed, make_generator
@@ -323,8 +325,14 @@ def score_texts(
     conversation: Conversation,
     texts: Sequence[str],
     stats: AlignmentStats,
+    *,
+    recorded: RecordedLogprobs | None = None,
 ) -> list[float]:
     """Score ``texts`` with ``reward`` once, validating what comes back.
+
+    ``recorded``: the log-probabilities the decoder recorded for these texts, published
+    for the call (a likelihood reward over the same weights reads them instead of
+    running the model; see :class:`rewards.base.RecordedLogprobs`).
 
     Raises:
         RewardError: the scorer raised, returned the wrong number of scores, or a
@@ -335,7 +343,8 @@ def score_texts(
     name = _scorer_name(reward)
     start = time.perf_counter()
     try:
-        scores = reward.score(conversation, list(texts))
+        with recording(recorded):
+            scores = reward.score(conversation, list(texts))
     except Exception as exc:
         raise RewardError(f"Reward scorer {name} raised {type(exc).__name__}: {exc}") from exc
     finally:

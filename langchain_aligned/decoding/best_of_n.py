@@ -89,8 +89,10 @@ class BestOfN(Strategy):
             stats.add_counters(batch.counters, batch=batch.id)
             stats.tokens_generated = sum(c.tokens_sampled for c in own)
             # Every candidate is scored once, all in one call, so rewards are comparable.
+            texts = [c.text or "" for c in own]
+            recorded = parts.recorded_for(batch.engine, requests[index], own, texts)
             rewards = score_texts(
-                batch.reward, requests[index].conversation, [c.text or "" for c in own], stats
+                batch.reward, requests[index].conversation, texts, stats, recorded=recorded
             )
             hooks.event(
                 EVENT_SCORED,

@@ -57,6 +57,10 @@ class Candidate:
     """Source of this candidate's uniforms (None for greedy decoding)."""
     token_ids: list[int] = field(default_factory=list)
     """Generated ids so far (an end-of-sequence token is not included)."""
+    token_logprobs: list[float] = field(default_factory=list)
+    """Log-probability of each of ``token_ids`` under the untempered model, recorded
+    by :meth:`DecodingEngine.step`; valid only while as long as ``token_ids`` (tokens
+    appended otherwise, e.g. accepted draft tokens, are not recorded)."""
     finish_reason: str | None = None
     """``"stop"`` (EOS or stop string) or ``"length"`` once finished, else None."""
     text: str | None = None
@@ -335,14 +339,31 @@ class DecodingEngine:
         Finished rows are pruned from the state at once (no compute is spent on
         them). Returns the candidates that finished in this step.
         """
-        tokens = self.sample(state, params).tolist()  # [rows]
+        sampled = self.sample(state, params)  # [rows]
+        assert state.next_logits is not None  # sample() checked it
+        # Each token's log-probability under the untempered model, whatever the sampling
+        # parameters: a likelihood reward over these weights reads it instead of
+        # running the model again (rewards.RecordedLogprobs).
+        logprobs = (
+            self.vocab_logits(state.next_logits)
+            .float()
+            .log_softmax(-1)  # [rows, vocab]
+            .gather(1, sampled.unsqueeze(1))
+            .squeeze(1)
+            .tolist()
+        )  # [rows]
+        tokens = sampled.tolist()  # [rows]
         state.counters.tokens_sampled += len(tokens)
         finished: list[Candidate] = []
         keep: list[int] = []
         chunks: list[list[int]] = []
         for row, (candidate, token) in enumerate(zip(state.candidates, tokens, strict=True)):
             candidate.tokens_sampled += 1
-            if self.append(candidate, [token], params, matchers):
+            recorded = len(candidate.token_logprobs) == len(candidate.token_ids)
+            ended = self.append(candidate, [token], params, matchers)
+            if recorded and len(candidate.token_ids) > len(candidate.token_logprobs):
+                candidate.token_logprobs.append(logprobs[row])
+            if ended:
                 finished.append(candidate)
             else:
                 keep.append(row)

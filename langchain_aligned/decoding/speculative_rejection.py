@@ -167,7 +167,7 @@ class SpeculativeRejection(Strategy):
             stats.add_counters(batch.counters, batch=batch.id)
             stats.tokens_generated = sum(c.tokens_sampled for c in pool.candidates)
             stats.generation_seconds = decode_share
-            results.append(self._finish(pool, reward, hooks))
+            results.append(self._finish(engine, pool, reward, hooks))
         return results
 
     def _round(
@@ -189,7 +189,10 @@ class SpeculativeRejection(Strategy):
         texts = [c.text or "" for c in finished] + [
             decode(engine.tokenizer, c.token_ids) for c in alive
         ]
-        values = score_texts(reward, pool.request.conversation, texts, pool.stats)
+        recorded = parts.recorded_for(engine, pool.request, [*finished, *alive], texts)
+        values = score_texts(
+            reward, pool.request.conversation, texts, pool.stats, recorded=recorded
+        )
         this_call = {c.index: value for c, value in zip(finished, values, strict=False)}
         if comparable:
             pool.remember(this_call)
@@ -234,15 +237,17 @@ class SpeculativeRejection(Strategy):
         written (⌈0.3·10⌉ is 3; the float product 3.0000000000000004 would give 4)."""
         return math.ceil((1 - Fraction(str(self.rejection_rate))) * pool_size)
 
-    def _finish(self, pool: _Pool, reward: Any, hooks: Hooks) -> Result:
+    def _finish(self, engine: DecodingEngine, pool: _Pool, reward: Any, hooks: Hooks) -> Result:
         # Step 6: score the candidates that finished after the last round (all of them
         # when no round was held, in candidate order — exactly Best-of-N's single
         # call), or every finished candidate in one call when rewards are comparable
         # only within a call, and return the best final reward among them.
         unscored = sorted(pool.unscored(_comparable(reward)), key=lambda c: c.index)
         if unscored:
+            texts = [c.text or "" for c in unscored]
+            recorded = parts.recorded_for(engine, pool.request, unscored, texts)
             values = score_texts(
-                reward, pool.request.conversation, [c.text or "" for c in unscored], pool.stats
+                reward, pool.request.conversation, texts, pool.stats, recorded=recorded
             )
             pool.remember({c.index: v for c, v in zip(unscored, values, strict=True)})
             hooks.event(

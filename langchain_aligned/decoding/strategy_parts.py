@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewards.base import RecordedLogprobs
+
 from ..errors import InvalidInputError
 from .base import EVENT_DONE, AlignmentStats, Hooks, Request, Result, new_batch_id
 from .engine import Candidate, DecodeCancelled, DecodingEngine, EngineCounters
@@ -30,6 +32,7 @@ __all__ = [
     "choose_best",
     "decode_batches",
     "new_pool",
+    "recorded_for",
     "result_of",
 ]
 
@@ -62,6 +65,20 @@ def check_gamma(owner: str, value: Any) -> None:
 def _is_count(value: Any) -> bool:
     # bool is an int subclass, but True is no count.
     return not isinstance(value, bool) and isinstance(value, int) and value >= 1
+
+
+def recorded_for(
+    engine: DecodingEngine, request: Request, candidates: Sequence[Candidate], texts: Sequence[str]
+) -> RecordedLogprobs:
+    """The log-probabilities decoding recorded for ``candidates`` (whose texts are
+    ``texts``), for a reward call over them: candidates with an unrecorded token
+    (accepted draft tokens) are left out, and a scorer then computes theirs."""
+    by_text = {
+        text: (tuple(c.token_ids), tuple(c.token_logprobs))
+        for c, text in zip(candidates, texts, strict=True)
+        if len(c.token_logprobs) == len(c.token_ids)
+    }
+    return RecordedLogprobs(engine.handle.model, tuple(request.prompt_ids), by_text)
 
 
 def check_cancelled(hooks: Hooks) -> None:

@@ -286,3 +286,22 @@ def test_cache_keyword_follows_the_models_signature():
     assert cache_keyword(New()) == "cache"
     assert cache_keyword(Renamed()) == "cache"
     assert cache_keyword(Opaque()) == installed
+
+
+@pytest.mark.parametrize("params", [SamplingParams(temperature=0.7, top_k=3), SamplingParams()])
+def test_step_records_each_tokens_untempered_logprob(engine, params):
+    # Whatever the sampling parameters, the recorded log-probability is the model's own
+    # (temperature 1, no truncation): what a likelihood reward over these weights reads.
+    prompt = engine.encode("the cat sat on")
+    candidates = [
+        Candidate(request=0, index=i, prompt_ids=prompt, generator=make_generator(i))
+        for i in range(3)
+    ]
+    engine.decode(engine.prefill(candidates), dataclasses.replace(params, max_new_tokens=6))
+    for candidate in candidates:
+        assert len(candidate.token_logprobs) == len(candidate.token_ids) > 0
+        expected = engine.score_continuations([prompt], [candidate.token_ids])[0]
+        assert candidate.token_logprobs == pytest.approx(expected.tolist(), abs=1e-5)
+    # Tokens appended without sampling (accepted draft tokens) are not recorded.
+    engine.append(candidates[0], [5], SamplingParams(max_new_tokens=50))
+    assert len(candidates[0].token_logprobs) < len(candidates[0].token_ids)

@@ -62,3 +62,63 @@ def test_model_scorers_load_lazily():
     assert scorer._handle is None  # nothing loaded at construction
     with pytest.raises(rewards.RewardScorerError, match="no-such/model-anywhere"):
         scorer.score("q", ["a"])
+
+
+def test_likelihood_reads_recorded_logprobs_only_where_they_apply():
+    from rewards.base import RecordedLogprobs, recording
+
+    pair = tiny_pair(0)
+    handle = load_model(pair)
+    engine = DecodingEngine(handle)
+    conversation = [{"role": "user", "content": "hello"}]
+    prompt = tuple(engine.encode(render_chat(handle, conversation)))
+    text = "the cat sat"
+    ids = tuple(handle.tokenizer(text, add_special_tokens=False)["input_ids"])
+    true = engine.score_continuations([list(prompt)], [list(ids)])[0].mean().item()
+    scorer = rewards.LikelihoodScorer(pair)
+    # Recorded numbers unlike the model's, so the test sees which ones were used.
+    fake = tuple(-1.0 - i for i in range(len(ids)))
+    applies = RecordedLogprobs(handle.model, prompt, {text: (ids, fake)})
+    with recording(applies):
+        assert scorer.score(conversation, [text, ""]) == [
+            pytest.approx(sum(fake) / len(fake)),
+            scorer.empty_score,
+        ]
+    other_model = tiny_pair(1)[0]
+    for stale in (
+        RecordedLogprobs(other_model, prompt, {text: (ids, fake)}),  # other weights
+        RecordedLogprobs(handle.model, prompt[:-1], {text: (ids, fake)}),  # other prompt
+        RecordedLogprobs(handle.model, prompt, {text: (ids[:-1], fake[:-1])}),  # other text
+        RecordedLogprobs(handle.model, prompt, {"the cat": (ids, fake)}),  # other text
+    ):
+        with recording(stale):
+            assert scorer.score(conversation, [text]) == [pytest.approx(true, abs=1e-5)]
+    assert scorer.score(conversation, [text]) == [pytest.approx(true, abs=1e-5)]  # none
+
+
+def test_similarity_embeds_a_question_once_across_reward_calls():
+    from tiny import tiny_model, tiny_tokenizer
+
+    encoder = (tiny_model(1).model, tiny_tokenizer())
+    rows: list[int] = []
+    hook = encoder[0].register_forward_hook(
+        lambda _m, _a, kwargs, _o: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        scorer = rewards.EmbeddingSimilarityScorer(encoder=encoder)
+        texts = ["the cat sat", "hello world", ""]
+        first = scorer.score("why is the sun red", texts)
+        rows.clear()
+        again = scorer.score("why is the sun red", texts)
+        assert rows == [len(texts)]  # the replies only: the question's embedding is kept
+        assert again == first
+        # Equal to a scorer that has embedded nothing before (float noise from padding).
+        fresh = rewards.EmbeddingSimilarityScorer(encoder=encoder).score(
+            "why is the sun red", texts
+        )
+        assert first == pytest.approx(fresh, abs=1e-5)
+        rows.clear()
+        scorer.score("another question", texts[:1])
+        assert rows == [1, 1]  # a new question is embedded once, then its reply
+    finally:
+        hook.remove()

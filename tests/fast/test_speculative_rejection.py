@@ -11,7 +11,9 @@ from tiny import tiny_pair
 
 import rewards
 from langchain_aligned import BestOfN, Hooks, SpeculativeRejection, generate
+from langchain_aligned.decoding import DecodingEngine
 from langchain_aligned.errors import InvalidInputError, RewardError
+from langchain_aligned.models import load_model, render_chat
 
 PAIR = tiny_pair(0)
 PROMPTS = ["why is the sun red", "hello world", "what is a good answer"]
@@ -386,3 +388,53 @@ def test_decode_time_excludes_scoring_and_is_shared_equally():
     scoring = sum(r.stats.scoring_seconds for r in results)
     assert scoring >= 0.05 * sum(r.stats.reward_calls for r in results)
     assert sum(shares) + scoring <= elapsed
+
+
+@pytest.mark.parametrize("strategy", [SpeculativeRejection(n=8, decision_tokens=3), BestOfN(n=4)])
+def test_self_reward_reads_recorded_logprobs_instead_of_running_the_model(strategy):
+    # The paper's self-reward: likelihood under the policy's own weights. It costs no
+    # forward pass beyond decoding, and the reply's reward is the likelihood of its
+    # tokens. The same reward over an identical copy of the weights (another model
+    # object, so nothing recorded applies) must run the model: the counter can fail.
+    import copy
+
+    policy = tiny_pair(0)
+    twin = (copy.deepcopy(policy[0]), policy[1])
+
+    def counter(fed, name):
+        def count(_module, args, kwargs, _output):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            fed[name] += ids.numel()  # tokens fed: [rows, tokens]
+
+        return count
+
+    outcomes = []
+    for scorer_model in (policy, twin):
+        fed = {"policy": 0, "twin": 0}
+        hooks = [
+            policy[0].register_forward_hook(counter(fed, "policy"), with_kwargs=True),
+            twin[0].register_forward_hook(counter(fed, "twin"), with_kwargs=True),
+        ]
+        try:
+            (result,) = generate(
+                policy,
+                ["why is the sun red"],
+                strategy=strategy,
+                reward=rewards.LikelihoodScorer(scorer_model),
+                max_new_tokens=10,
+                temperature=1.0,
+                seed=4,
+            )
+        finally:
+            for hook in hooks:
+                hook.remove()
+        outcomes.append((result, fed))
+    (recorded, recorded_fed), (_, recomputed_fed) = outcomes
+    # Decoding feeds the same tokens in both runs (recomputed_fed["policy"]).
+    assert recorded_fed == {"policy": recomputed_fed["policy"], "twin": 0}
+    assert recomputed_fed["twin"] > 0
+    handle = load_model(policy)
+    engine = DecodingEngine(handle)
+    prompt = engine.encode(render_chat(handle, [{"role": "user", "content": "why is the sun red"}]))
+    expected = engine.score_continuations([prompt], [recorded.token_ids])[0].mean().item()
+    assert recorded.stats.reward == pytest.approx(expected, abs=1e-5)

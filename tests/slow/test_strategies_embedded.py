@@ -59,3 +59,32 @@ def test_reward_shifted_sampling_runs_with_prompt_steered_drafts():
     # reference): three prefills, and all their passes are target passes.
     assert stats.prefill_passes == 3 and stats.draft_forward_passes == 0
     assert stats.draft_tokens_accepted <= len(result.token_ids)
+
+
+def test_self_reward_costs_no_forward_pass_on_smollm2():
+    # The default reward's likelihood part runs on the policy's own weights: inside
+    # decoding it reads the recorded log-probs, so every forward pass of the model is a
+    # decoding pass (MiniLM and VADER are other models).
+    from langchain_aligned.decoding.base import sum_stats
+    from langchain_aligned.models import load_model
+
+    handle = load_model(MODEL, dtype="float32")
+    calls: list[int] = []
+    hook = handle.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        for strategy in (
+            BestOfN(n=4),
+            SpeculativeRejection(n=4, rejection_rate=0.5, decision_tokens=8),
+        ):
+            calls.clear()
+            results = generate(
+                handle,
+                QUESTIONS,
+                strategy=strategy,
+                reward=rewards.default_scorer(handle),
+                seed=1,
+                max_new_tokens=32,
+            )
+            assert len(calls) == sum_stats(r.stats for r in results)["target_forward_passes"]
+    finally:
+        hook.remove()
