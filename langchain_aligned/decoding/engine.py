@@ -248,7 +248,18 @@ class DecodingEngine:
             self.check_prompt(chunk)
         if any(len(c) == 0 for c in chunks):
             raise InvalidInputError("Cannot prefill an empty prompt")
-        self.feed(state, chunks, keep=1)
+        # The candidates of one request share their prompt: prefill each distinct
+        # prompt once and copy its KV cache and next-token logits to every row that
+        # shares it (n candidates cost one prompt's prefill, not n).
+        distinct: dict[tuple[int, ...], int] = {}
+        source = [distinct.setdefault(tuple(chunk), len(distinct)) for chunk in chunks]  # [rows]
+        if len(distinct) == len(chunks):
+            self.feed(state, chunks, keep=1)
+            return state
+        state.candidates = [candidates[source.index(i)] for i in range(len(distinct))]
+        self.feed(state, [list(chunk) for chunk in distinct], keep=1)
+        self.select(state, source)  # repeated rows copy their source row
+        state.candidates = list(candidates)
         return state
 
     def select(self, state: DecodeState, rows: Sequence[int]) -> None:

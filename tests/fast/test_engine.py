@@ -305,3 +305,30 @@ def test_step_records_each_tokens_untempered_logprob(engine, params):
     # Tokens appended without sampling (accepted draft tokens) are not recorded.
     engine.append(candidates[0], [5], SamplingParams(max_new_tokens=50))
     assert len(candidates[0].token_logprobs) < len(candidates[0].token_ids)
+
+
+def test_a_shared_prompt_is_prefilled_once_and_rows_decode_as_alone(engine):
+    prompt = engine.encode("the cat sat on")
+    other = engine.encode("why is the sun red")
+    seeds = [0, 1, 2, 9]
+    prompts = [prompt, prompt, prompt, other]
+
+    def candidates():
+        return [
+            Candidate(request=int(p is other), index=i, prompt_ids=p, generator=make_generator(s))
+            for i, (p, s) in enumerate(zip(prompts, seeds, strict=True))
+        ]
+
+    shared = candidates()
+    state = engine.prefill(shared)
+    # One prefill row per distinct prompt: the tokens of two prompts, not of four.
+    assert state.counters.prefill_tokens == len(prompt) + len(other)
+    assert state.candidates == shared and state.num_rows == 4
+    alone = engine.prefill([Candidate(request=0, index=0, prompt_ids=prompt)])
+    for row in range(3):
+        torch.testing.assert_close(state.next_logits[row], alone.next_logits[0], atol=1e-5, rtol=0)
+    params = SamplingParams(max_new_tokens=6, temperature=1.0)
+    engine.decode(state, params)
+    for candidate, single in zip(shared, candidates(), strict=True):
+        engine.decode(engine.prefill([single]), params)
+        assert candidate.token_ids == single.token_ids
