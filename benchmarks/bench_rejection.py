@@ -44,10 +44,10 @@ import math
 import time
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 import rewards
+from benchmarks.bench_speed import kv_bytes_per_slot as handle_kv_bytes_per_slot
 from benchmarks.common import RESULTS, machine, plot_path, write_json
 from benchmarks.prompts import PROMPTS
 from langchain_aligned import BestOfN, SpeculativeRejection, generate
@@ -57,17 +57,10 @@ MODELS = ["smollm2-135m-instruct", "gemma-3-270m"]
 
 
 def kv_bytes_per_slot(model: str) -> int:
-    """Bytes one cache slot (one position of one row) takes in the target's KV cache:
-    keys and values for every layer, in the weights' dtype. Exact for the prompts here,
-    which stay shorter than any sliding attention window (so every layer keeps every
-    position)."""
-    handle = load_model(model)
-    config = handle.model.config.get_text_config()
-    head_dim = getattr(config, "head_dim", None) or (
-        config.hidden_size // config.num_attention_heads
-    )
-    element = torch.finfo(handle.dtype).bits // 8
-    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * element
+    """Bytes one cache slot (one position of one row) takes in the target's KV cache.
+    Exact for the prompts here, which stay shorter than any sliding attention window
+    (so every layer keeps every position)."""
+    return handle_kv_bytes_per_slot(load_model(model))
 
 
 def run_method(model, strategy, prompts, reward, max_new_tokens):

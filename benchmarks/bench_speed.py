@@ -251,14 +251,27 @@ def run_setting(run: dict, *, n, length, regime, budget, prompts, repeats, guard
     return pairs
 
 
-def prepare(model: Any, reward: Any, *, device: str = "auto", dtype: str = "auto") -> dict:
+def prepare(
+    model: Any, reward: Any, args: argparse.Namespace, *, device: str = "auto", dtype: str = "auto"
+) -> dict:
     """Load the policy, instrument the reward and hook the forward (loading and the
-    scorers' first call are kept out of every timing, as in the paper)."""
+    scorers' first call are kept out of every timing, as in the paper); the prompts
+    and the longest prompt's length (for the budget) come with it."""
     handle = load_model(model, device=device, dtype=dtype)
     reward, timers = instrument(rewards.default_scorer(handle) if reward is None else reward)
     reward.score(PROMPTS[0], ["warm-up"])
     generate(handle, PROMPTS[0], strategy=BestOfN(n=2), reward=reward, seed=0, max_new_tokens=4)
-    return {"handle": handle, "reward": reward, "timers": timers}
+    prompts = PROMPTS[: args.prompts]
+    return {
+        "handle": handle,
+        "reward": reward,
+        "timers": timers,
+        "counter": ForwardCounter(handle.model),
+        "alpha": args.alpha,
+        "tau": args.decision_tokens,
+        "prompts": prompts,
+        "p_max": max(prompt_lengths(handle, prompts)),
+    }
 
 
 def write_results(payload: dict, out_dir: Path, name: str) -> Path:
@@ -298,13 +311,9 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     (tests pass a tiny in-process pair and a cheap scorer)."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    run = prepare(args.model if model is None else model, reward)
-    handle = run["handle"]
-    counter = ForwardCounter(handle.model)
-    run.update(counter=counter, alpha=args.alpha, tau=args.decision_tokens)
+    run = prepare(args.model if model is None else model, reward, args)
+    handle, counter, prompts, p_max = run["handle"], run["counter"], run["prompts"], run["p_max"]
     name = args.out or f"speed_{args.model if model is None else handle.name}"
-    prompts = PROMPTS[: args.prompts]
-    p_max = max(prompt_lengths(handle, prompts))
     grid = [
         (length, n)
         for length in args.lengths

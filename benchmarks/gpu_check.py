@@ -40,16 +40,13 @@ from benchmarks import speed_metrics, speed_plots
 from benchmarks.bench_speed import (
     DEFAULT_MODEL,
     TEMPERATURE,
-    ForwardCounter,
     default_budget,
     kv_bytes_per_slot,
     prepare,
-    prompt_lengths,
     run_setting,
     write_results,
 )
 from benchmarks.common import RESULTS, machine
-from benchmarks.prompts import PROMPTS
 
 
 class TimeGuard:
@@ -98,13 +95,9 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     args = parse_args(argv)
     guard = TimeGuard(args.time_limit, time.perf_counter())
     source = args.model if model is None else model
-    run = prepare(source, reward, device=args.device, dtype=args.dtype)
-    handle = run["handle"]
-    counter = ForwardCounter(handle.model)
-    run.update(counter=counter, alpha=args.alpha, tau=args.decision_tokens)
+    run = prepare(source, reward, args, device=args.device, dtype=args.dtype)
+    handle, counter, prompts, p_max = run["handle"], run["counter"], run["prompts"], run["p_max"]
     name = args.out or f"gpu_check_{args.model if model is None else handle.name}"
-    prompts = PROMPTS[: args.prompts]
-    p_max = max(prompt_lengths(handle, prompts))
     ns = sorted(args.n)
     budget = args.budget or default_budget(
         [(args.length, n) for n in ns], p_max, args.decision_tokens
