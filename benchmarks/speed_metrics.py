@@ -21,6 +21,13 @@ reply it returned, or their means over prompts.
   (t̄_SpR, ȳ_SpR: means over prompts), as in Sun et al. (NeurIPS 2024). Its interval
   resamples prompts (one draw for every point of the curve and for the SpR point,
   since they share prompts) and recomputes every mean and the interpolation.
+* **cost model** — where the decode time goes: every run's decode seconds fitted by
+  least squares (no intercept) as c·passes + t·tokens, c the seconds of one forward
+  pass whatever its rows (reading the weights, launching the kernels) and t the
+  seconds of one row-token (sampled token) on top. Speculative Rejection saves row
+  tokens, not passes (its survivors still decode to the reply's length), so the
+  per-pass share of Best-of-N's time, c·passes_BoN ÷ t_BoN, is the smallest time
+  ratio it could reach at equal passes.
 """
 
 from __future__ import annotations
@@ -215,6 +222,56 @@ def _method_summary(rows: Sequence[dict]) -> dict:
     }
 
 
+def cost_model(rows: Sequence[dict]) -> dict[str, float]:
+    """Least-squares c (seconds a pass) and t (seconds a row-token) of
+    ``generation_seconds ≈ c·target_forward_passes + t·tokens`` over ``rows`` (runs of
+    any method), with the fit's R² about zero and the number of runs."""
+    data = [(r["target_forward_passes"], r["tokens"], r["generation_seconds"]) for r in rows]
+    if len(data) < 2:
+        raise ValueError(f"the cost model needs at least 2 runs, got {len(data)}")
+    spp = sum(p * p for p, _, _ in data)
+    spk = sum(p * k for p, k, _ in data)
+    skk = sum(k * k for _, k, _ in data)
+    spy = sum(p * y for p, _, y in data)
+    sky = sum(k * y for _, k, y in data)
+    determinant = spp * skk - spk * spk
+    if determinant <= 1e-12 * spp * skk:
+        raise ValueError(
+            "the cost model needs runs whose passes and tokens are not proportional "
+            "(decode more than one batch size)"
+        )
+    # The 2 × 2 normal equations, solved by Cramer's rule.
+    per_pass = (spy * skk - sky * spk) / determinant
+    per_token = (sky * spp - spy * spk) / determinant
+    residual = sum((y - per_pass * p - per_token * k) ** 2 for p, k, y in data)
+    total = sum(y * y for _, _, y in data)
+    return {
+        "seconds_per_pass": per_pass,
+        "seconds_per_token": per_token,
+        "r2": 1 - residual / total if total else 1.0,
+        "runs": len(data),
+    }
+
+
+def phases(rows: Sequence[dict], model: dict[str, float]) -> dict[str, float]:
+    """Mean seconds of each phase of ``rows`` (one method in one setting) under the cost
+    ``model``: per-pass and per-token decode time, scoring, and the rest of the wall
+    time (the fit's residual and everything outside decoding and scoring)."""
+    passes = statistics.fmean(r["target_forward_passes"] for r in rows)
+    tokens = statistics.fmean(r["tokens"] for r in rows)
+    wall = statistics.fmean(r["seconds"] for r in rows)
+    scoring = statistics.fmean(r["scoring_seconds"] for r in rows)
+    per_pass = model["seconds_per_pass"] * passes
+    per_token = model["seconds_per_token"] * tokens
+    return {
+        "per_pass_seconds": per_pass,
+        "per_token_seconds": per_token,
+        "scoring_seconds": scoring,
+        "other_seconds": wall - per_pass - per_token - scoring,
+        "per_pass_share": per_pass / wall,
+    }
+
+
 def summarise(
     pairs: Sequence[dict], *, not_binding: Sequence[tuple[int, int]] = (), **bootstrap: float
 ) -> dict:
@@ -228,6 +285,12 @@ def summarise(
     groups: dict[tuple[str, int, int], list[dict]] = {}
     for pair in pairs:
         groups.setdefault((pair["regime"], pair["length"], pair["n"]), []).append(pair)
+    try:
+        model: dict[str, float] | None = cost_model(
+            [row for pair in pairs for row in pair["methods"].values()]
+        )
+    except ValueError:
+        model = None  # too few runs, or one batch shape only (a first setting)
     settings = []
     for (regime, length, n), group in sorted(groups.items()):
         names = list(group[0]["methods"])
@@ -252,6 +315,9 @@ def summarise(
                 "prompts": len({p["prompt"] for p in group}),
                 "pairs": len(group),
                 "methods": {m: _method_summary([p["methods"][m] for p in group]) for m in names},
+                "phases": {
+                    m: phases([p["methods"][m] for p in group], model) for m in names if model
+                },
                 "time_ratio": ratios,
             }
         )
@@ -275,7 +341,7 @@ def summarise(
                     **bootstrap,
                 )
                 speedups.append({"regime": r, "length": L, "n": n, "method": name, **result})
-    summary = {"settings": settings, "speedups": speedups}
+    summary = {"cost_model": model, "settings": settings, "speedups": speedups}
     summary["targets"] = check_targets(summary)
     return summary
 

@@ -3,7 +3,8 @@
 One PNG, six panels from the JSON summary: reward against wall time and against
 tokens decoded (each method's curve over n, per regime and reply length), peak KV
 cache against n, wall time against n and against reply length, and where the time
-of the largest n goes (decoding, then each part of the reward).
+of the largest n goes (decoding split by the cost model into per-pass and per-token
+seconds, then each part of the reward, then the rest).
 """
 
 from __future__ import annotations
@@ -142,8 +143,9 @@ def plot(payload: dict, path: Path) -> Path:
 
 
 def _time_split(ax: Any, summary: dict) -> None:
-    """Stacked bars: decode seconds and each scorer's seconds, per method, at the
-    largest n of each (regime, length)."""
+    """Stacked bars per method at the largest n of each (regime, length): decode
+    seconds split into per-pass and per-token parts (``speed_metrics.phases``), each
+    scorer's seconds, and the rest of the wall time."""
     largest: dict[tuple[str, int], dict] = {}
     for setting in summary["settings"]:
         key = (setting["regime"], setting["length"])
@@ -152,7 +154,18 @@ def _time_split(ax: Any, summary: dict) -> None:
     labels, bottoms, index = [], [], 0
     for (regime, length), setting in sorted(largest.items()):
         for method, stats in setting["methods"].items():
-            parts = {"decode": stats["mean_generation_seconds"], **stats["scorer_seconds"]}
+            split = setting["phases"].get(method)
+            decode = (
+                {
+                    "decode: per pass": split["per_pass_seconds"],
+                    "decode: per row-token": split["per_token_seconds"],
+                }
+                if split
+                else {"decode": stats["mean_generation_seconds"]}
+            )
+            parts = {**decode, **stats["scorer_seconds"]}
+            if split:
+                parts["other"] = max(0.0, split["other_seconds"])
             bottom = 0.0
             for j, (part, seconds) in enumerate(parts.items()):
                 ax.bar(
@@ -170,6 +183,12 @@ def _time_split(ax: Any, summary: dict) -> None:
 def print_summary(payload: dict) -> None:
     """One line per setting and method, then each speedup and target."""
     summary = payload["summary"]
+    cost = summary["cost_model"]
+    if cost:
+        print(
+            f"cost model over {cost['runs']} runs: {cost['seconds_per_pass'] * 1e3:.1f} ms a pass"
+            f" + {cost['seconds_per_token'] * 1e3:.2f} ms a row-token (R² {cost['r2']:.3f})"
+        )
     for s in summary["settings"]:
         for method, m in s["methods"].items():
             ratio = s["time_ratio"].get(method, {}).get("wall")
@@ -179,11 +198,13 @@ def print_summary(payload: dict) -> None:
                 else ""
             )
             scorers = ", ".join(f"{k} {v:.2f}" for k, v in m["scorer_seconds"].items())
+            split = s["phases"].get(method)
+            share = f"  per-pass share {split['per_pass_share']:.2f}" if split else ""
             print(
                 f"{s['regime']:9} L={s['length']:<4} n={s['n']:<5} {method:<10} reward {m['mean_reward']:7.3f}  "
                 f"wall {m['mean_seconds']:7.2f} s  cpu {m['mean_cpu_seconds']:7.2f} s  tokens {m['mean_tokens']:8.0f}  "
                 f"peak {m['peak_cache_slots']:7d}  passes {m['target_forward_passes']}/{m['hook_forward_passes']} (own/hook)  "
-                f"scorers [{scorers}]{paired}"
+                f"scorers [{scorers}]{share}{paired}"
             )
     for e in summary["speedups"]:
         print(

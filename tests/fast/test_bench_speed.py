@@ -5,6 +5,7 @@ the forward-pass count."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -35,7 +36,13 @@ def test_the_json_holds_settings_raw_pairs_and_summaries(payload):
     assert saved["complete"] is True
     for key in ("machine", "settings", "kv_bytes_per_slot", "pairs", "summary", "plot"):
         assert key in saved
-    assert {"settings", "speedups", "targets"} <= set(saved["summary"])
+    assert {"cost_model", "settings", "speedups", "targets"} <= set(saved["summary"])
+    # Two batch sizes (n = 2 and 4) separate the per-pass and per-row-token seconds (on
+    # a tiny model either may come out near 0 or below: only their presence is tested).
+    cost = saved["summary"]["cost_model"]
+    assert math.isfinite(cost["seconds_per_pass"]) and math.isfinite(cost["seconds_per_token"])
+    for setting in saved["summary"]["settings"]:
+        assert set(setting["phases"]) == set(setting["methods"])
     assert saved["settings"]["budget"] == result["settings"]["budget"] > 0
     assert (out / "speed_tiny.png").stat().st_size > 0
     method_keys = {"seconds", "cpu_seconds", "reward", "tokens", "scorer_seconds", "rounds"}

@@ -14,10 +14,12 @@ import pytest
 from benchmarks.speed_metrics import (
     bootstrap_interval,
     check_targets,
+    cost_model,
     interpolate_log_time,
     median_with_interval,
     paired_ratios,
     percentile,
+    phases,
     speedup_at_equal_reward,
     summarise,
 )
@@ -217,3 +219,70 @@ def test_time_floors_depend_on_length_and_regime(regime, length, speedup, met):
         pytest.approx(1 / (speedup * 1.1)),
         pytest.approx(1 / (speedup * 0.9)),
     ]
+
+
+def cost_rows(per_pass, per_token, shapes, noise=0.0):
+    rng = random.Random(0)
+    rows = []
+    for passes, tokens in shapes:
+        generation = per_pass * passes + per_token * tokens + rng.gauss(0, noise)
+        rows.append(
+            {
+                "target_forward_passes": passes,
+                "tokens": tokens,
+                "generation_seconds": generation,
+                "scoring_seconds": 0.5,
+                "seconds": generation + 0.5 + 0.1,
+            }
+        )
+    return rows
+
+
+# Decodes of one reply length (97 passes) at several batch sizes, and a shorter one.
+SHAPES = [(97, 97 * rows) for rows in (1, 4, 16, 64)] + [(40, 40 * 8), (120, 300)]
+
+
+def test_cost_model_recovers_the_seconds_of_a_pass_and_of_a_row_token():
+    fit = cost_model(cost_rows(0.12, 0.005, SHAPES))
+    assert fit["seconds_per_pass"] == pytest.approx(0.12)
+    assert fit["seconds_per_token"] == pytest.approx(0.005)
+    assert fit["r2"] == pytest.approx(1.0)
+    assert fit["runs"] == len(SHAPES)
+    # With noise (σ = 10 ms on decodes of 1 to 43 s) the fit stays within 5 %, R² < 1.
+    noisy = cost_model(cost_rows(0.12, 0.005, SHAPES * 5, noise=0.01))
+    assert noisy["seconds_per_pass"] == pytest.approx(0.12, rel=0.05)
+    assert noisy["seconds_per_token"] == pytest.approx(0.005, rel=0.05)
+    assert 0.99 < noisy["r2"] < 1.0
+
+
+def test_phases_split_the_wall_time_and_give_the_per_pass_share():
+    rows = cost_rows(0.12, 0.005, [(97, 97 * 16)] * 3)
+    split = phases(rows, {"seconds_per_pass": 0.12, "seconds_per_token": 0.005})
+    assert split["per_pass_seconds"] == pytest.approx(0.12 * 97)
+    assert split["per_token_seconds"] == pytest.approx(0.005 * 97 * 16)
+    assert split["scoring_seconds"] == pytest.approx(0.5)
+    assert split["other_seconds"] == pytest.approx(0.1)
+    wall = rows[0]["seconds"]
+    assert split["per_pass_share"] == pytest.approx(0.12 * 97 / wall)
+
+
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [([(10, 40)], "at least 2 runs"), ([(10, 40), (20, 80), (5, 20)], "not proportional")],
+)
+def test_cost_model_refuses_rows_it_cannot_separate(shapes, message):
+    with pytest.raises(ValueError, match=message):
+        cost_model(cost_rows(0.1, 0.01, shapes))
+
+
+def test_summarise_reports_the_cost_model_and_each_methods_phases():
+    pairs = []
+    for n, (t, y) in zip((16, 32, 64), CURVE, strict=True):
+        pairs += pairs_for("unlimited", 96, n, (t, y), (t / 4, y))
+    summary = summarise(pairs, resamples=20)
+    # row(): 10 passes, 10·s tokens and 0.8·s of decoding: all of it per token.
+    assert summary["cost_model"]["seconds_per_token"] == pytest.approx(0.08)
+    assert summary["cost_model"]["seconds_per_pass"] == pytest.approx(0.0, abs=1e-12)
+    bon = summary["settings"][0]["phases"]["BoN"]
+    assert bon["per_token_seconds"] == pytest.approx(0.8)
+    assert bon["scoring_seconds"] == pytest.approx(0.2)
