@@ -79,6 +79,7 @@ from langchain_aligned import BestOfN, SpeculativeRejection, generate
 from langchain_aligned.decoding.generate import build_requests, engine_for
 from langchain_aligned.decoding.params import SamplingParams
 from langchain_aligned.models import load_model
+from rewards.base import score_items
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 TEMPERATURE = 0.8
@@ -95,9 +96,12 @@ class TimedScorer:
         self.seconds = 0.0
 
     def score(self, conversation: Any, completions: list[str]) -> Any:
+        return self.score_batch([(conversation, completions)])[0]
+
+    def score_batch(self, items: list[tuple[Any, list[str]]]) -> Any:
         start = time.perf_counter()
         try:
-            return self.inner.score(conversation, completions)
+            return score_items(self.inner, items)
         finally:
             self.seconds += time.perf_counter() - start
 

@@ -10,6 +10,15 @@ A scorer turns candidate replies to one conversation into floats — higher is b
 within one call; :attr:`RewardScorer.comparable_across_calls` says whether they are also
 comparable between calls (false for scorers that normalise within a call).
 
+Several conversations at once — one call per item, in one pass where the scorer can:
+
+    scorer.score_batch([(conversation, completions), ...]) -> list[list[float]]
+
+Each item's scores equal ``score(conversation, completions)`` for that item alone
+(normalising scorers normalise within each item); scorers that run a model
+(embeddings, reward models) override ``_score_batch`` to encode every item's texts
+together — a decoder that scores several requests' candidates at once calls it.
+
 Text in, numbers out: a scorer's tokenizer never has to match the policy's.
 """
 
@@ -35,6 +44,7 @@ __all__ = [
     "last_user_text",
     "recorded_logprobs",
     "recording",
+    "score_items",
 ]
 
 Conversation = str | Sequence[Mapping[str, Any]]
@@ -132,24 +142,39 @@ class RecordedLogprobs:
     token was recorded."""
 
 
-_RECORDED: contextvars.ContextVar[RecordedLogprobs | None] = contextvars.ContextVar(
-    "rewards_recorded_logprobs", default=None
+_RECORDED: contextvars.ContextVar[tuple[RecordedLogprobs, ...]] = contextvars.ContextVar(
+    "rewards_recorded_logprobs", default=()
 )
 
 
 @contextlib.contextmanager
-def recording(recorded: RecordedLogprobs | None) -> Iterator[None]:
-    """Within the block, :func:`recorded_logprobs` returns ``recorded``."""
-    token = _RECORDED.set(recorded)
+def recording(
+    recorded: RecordedLogprobs | Sequence[RecordedLogprobs | None] | None,
+) -> Iterator[None]:
+    """Within the block, :func:`recorded_logprobs` finds ``recorded``: one record, or
+    one per prompt of a :meth:`RewardScorer.score_batch` call (``None`` entries are
+    skipped)."""
+    if recorded is None:
+        published: tuple[RecordedLogprobs, ...] = ()
+    elif isinstance(recorded, RecordedLogprobs):
+        published = (recorded,)
+    else:
+        published = tuple(r for r in recorded if r is not None)
+    token = _RECORDED.set(published)
     try:
         yield
     finally:
         _RECORDED.reset(token)
 
 
-def recorded_logprobs() -> RecordedLogprobs | None:
-    """The log-probabilities published for the reward call in progress, if any."""
-    return _RECORDED.get()
+def recorded_logprobs(model: Any, prompt_ids: Sequence[int]) -> RecordedLogprobs | None:
+    """The log-probabilities published for the reward call in progress that ``model``
+    (the same object) recorded continuing exactly ``prompt_ids``, if any."""
+    prompt = tuple(prompt_ids)
+    for recorded in _RECORDED.get():
+        if recorded.model is model and recorded.prompt_ids == prompt:
+            return recorded
+    return None
 
 
 class RewardScorer(abc.ABC):
@@ -171,6 +196,14 @@ class RewardScorer(abc.ABC):
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
         """Score ``completions`` (one float each)."""
 
+    def _score_batch(
+        self, items: list[tuple[Conversation, list[str]]]
+    ) -> Sequence[Sequence[float]]:
+        """Score every item (one ``(conversation, completions)`` each); by default one
+        :meth:`_score` per item. Scorers that can encode several items' texts together
+        override it; each item's scores must equal its :meth:`_score`."""
+        return [self._score(conversation, texts) for conversation, texts in items]
+
     def score(self, conversation: Conversation, completions: Sequence[str]) -> list[float]:
         """Score candidate replies to ``conversation``: one finite float per completion.
 
@@ -178,26 +211,52 @@ class RewardScorer(abc.ABC):
             RewardScorerError: the scorer raised, returned the wrong number of scores,
                 or a NaN / infinite score (names the scorer and the index).
         """
-        if isinstance(completions, str):
-            raise RewardScorerError(
-                f"{self.name}: completions must be a list of strings, not one string",
-                scorer=self.name,
-            )
-        texts = [str(c) if c is not None else "" for c in completions]
-        if not texts:
-            return []
+        return self.score_batch([(conversation, completions)])[0]
+
+    def score_batch(self, items: Sequence[tuple[Conversation, Sequence[str]]]) -> list[list[float]]:
+        """:meth:`score` of many ``(conversation, completions)`` items at once: each
+        item's scores are those it would get alone, computed together where the scorer
+        can (one encoder pass over every item's texts).
+
+        Raises:
+            RewardScorerError: as :meth:`score`; the message names the item when there
+                are several.
+        """
+        batch = []
+        for conversation, completions in items:
+            if isinstance(completions, str):
+                raise RewardScorerError(
+                    f"{self.name}: completions must be a list of strings, not one string",
+                    scorer=self.name,
+                )
+            batch.append((conversation, [str(c) if c is not None else "" for c in completions]))
+        todo = [(position, item) for position, item in enumerate(batch) if item[1]]
+        out: list[list[float]] = [[] for _ in batch]
+        if not todo:
+            return out
         try:
-            raw = self._score(conversation, texts)
+            raw = list(self._score_batch([item for _, item in todo]))
         except RewardsError:
             raise
         except Exception as exc:
             raise RewardScorerError(
                 f"{self.name} raised {type(exc).__name__}: {exc}", scorer=self.name
             ) from exc
-        values = list(raw)
+        if len(raw) != len(todo):
+            raise RewardScorerError(
+                f"{self.name} returned {len(raw)} score lists for {len(todo)} items",
+                scorer=self.name,
+            )
+        where = "" if len(batch) == 1 else " of item {}"
+        for (position, (_, texts)), values in zip(todo, raw, strict=True):
+            out[position] = self._checked(list(values), texts, where.format(position))
+        return out
+
+    def _checked(self, values: list[Any], texts: list[str], where: str) -> list[float]:
+        """``values`` as finite floats, one per text, or a clear error."""
         if len(values) != len(texts):
             raise RewardScorerError(
-                f"{self.name} returned {len(values)} scores for {len(texts)} completions",
+                f"{self.name} returned {len(values)} scores for {len(texts)} completions{where}",
                 scorer=self.name,
             )
         out = []
@@ -206,13 +265,15 @@ class RewardScorer(abc.ABC):
                 number = float(value)
             except (TypeError, ValueError):
                 raise RewardScorerError(
-                    f"{self.name} returned a non-numeric score {value!r} for completion {index}",
+                    f"{self.name} returned a non-numeric score {value!r} for completion "
+                    f"{index}{where}",
                     scorer=self.name,
                     index=index,
                 ) from None
             if not math.isfinite(number):
                 raise RewardScorerError(
-                    f"{self.name} returned {number} for completion {index}; scores must be finite",
+                    f"{self.name} returned {number} for completion {index}{where}; "
+                    "scores must be finite",
                     scorer=self.name,
                     index=index,
                 )
@@ -223,9 +284,16 @@ class RewardScorer(abc.ABC):
         """:meth:`score` in a worker thread, so the event loop is never blocked."""
         return await asyncio.to_thread(self.score, conversation, completions)
 
-    def score_batch(self, items: Sequence[tuple[Conversation, Sequence[str]]]) -> list[list[float]]:
-        """Score many ``(conversation, completions)`` pairs."""
-        return [self.score(conversation, completions) for conversation, completions in items]
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def score_items(
+    scorer: Any, items: Sequence[tuple[Conversation, Sequence[str]]]
+) -> list[list[Any]]:
+    """``scorer.score_batch(items)``, or one ``scorer.score`` per item for a scorer that
+    has only ``score`` (any object with that method is a scorer here)."""
+    batched = getattr(scorer, "score_batch", None)
+    if callable(batched):
+        return [list(values) for values in batched(items)]
+    return [list(scorer.score(conversation, texts)) for conversation, texts in items]

@@ -137,12 +137,25 @@ class EmbeddingSimilarityScorer(RewardScorer):
             return vectors
 
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
-        target = self._targets(tuple(self.references or [last_user_text(conversation)]))
-        replies = self.embed(completions)  # [completions, dim]
-        similarity = replies @ target.T  # [completions, targets]
-        values = similarity.max(dim=1).values
-        # An empty reply says nothing: it gets the lowest similarity, not that of " ".
-        return [
-            (-1.0 if not text.strip() else float(v))
-            for text, v in zip(completions, values, strict=True)
-        ]
+        return self._score_batch([(conversation, completions)])[0]
+
+    def _score_batch(
+        self, items: list[tuple[Conversation, list[str]]]
+    ) -> Sequence[Sequence[float]]:
+        # Every item's replies in one embedding pass (batches of ``batch_size``), each
+        # compared with its own targets (the references, or its question).
+        replies = self.embed([text for _, texts in items for text in texts])  # [texts, dim]
+        out, start = [], 0
+        for conversation, texts in items:
+            target = self._targets(tuple(self.references or [last_user_text(conversation)]))
+            similarity = replies[start : start + len(texts)] @ target.T  # [texts, targets]
+            start += len(texts)
+            values = similarity.max(dim=1).values  # [texts]
+            # An empty reply says nothing: it gets the lowest similarity, not that of " ".
+            out.append(
+                [
+                    (-1.0 if not text.strip() else float(v))
+                    for text, v in zip(texts, values, strict=True)
+                ]
+            )
+        return out

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import Conversation, InvalidScorerConfig, RewardScorer
+from .base import Conversation, InvalidScorerConfig, RewardScorer, score_items
 
 __all__ = ["CachedScorer", "WeightedScorer", "normalize"]
 
@@ -92,12 +92,19 @@ class WeightedScorer(RewardScorer):
         return f"WeightedScorer({inner})"
 
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
-        total = [0.0] * len(completions)
+        return self._score_batch([(conversation, completions)])[0]
+
+    def _score_batch(
+        self, items: list[tuple[Conversation, list[str]]]
+    ) -> Sequence[Sequence[float]]:
+        # Each part scores every item in one batch call; normalisation stays within
+        # each item, so an item's total is what it would get alone.
+        totals = [[0.0] * len(texts) for _, texts in items]
         for scorer, weight, method in self.parts:
-            values = scorer.score(conversation, completions)
-            for i, v in enumerate(normalize(values, method)):
-                total[i] += weight * v
-        return total
+            for total, values in zip(totals, score_items(scorer, items), strict=True):
+                for i, v in enumerate(normalize(values, method)):
+                    total[i] += weight * v
+        return totals
 
 
 class CachedScorer(RewardScorer):

@@ -69,11 +69,7 @@ class LikelihoodScorer(CausalLMMixin, RewardScorer):
         tokenizer = handle.tokenizer
         # Self-reward for free: when the texts were decoded by this very model from this
         # very prompt, the decoder recorded each token's log-probability already.
-        recorded = recorded_logprobs()
-        if recorded is not None and (
-            recorded.model is not handle.model or tuple(prompt) != recorded.prompt_ids
-        ):
-            recorded = None
+        recorded = recorded_logprobs(handle.model, prompt)
         out: list[float] = [self.empty_score] * len(completions)
         todo = []
         for index, text in enumerate(completions):

@@ -125,26 +125,32 @@ class RewardModelScorer(RewardScorer):
         return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
 
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
+        return self._score_batch([(conversation, completions)])[0]
 
+    def _score_batch(
+        self, items: list[tuple[Conversation, list[str]]]
+    ) -> Sequence[Sequence[float]]:
         model, tokenizer, head = self._load()
+        # Every item's (conversation, reply) texts go through one length-sorted series
+        # of batches: several requests' candidates fill batches together.
+        texts = [self.format(tokenizer, c, reply) for c, replies in items for reply in replies]
         # Fast tokenizers keep padding/truncation state: one call at a time.
         with self._lock:
-            return self._score_locked(model, tokenizer, head, conversation, completions)
+            values = self._score_texts(model, tokenizer, head, texts)
+        out, start = [], 0
+        for _, replies in items:
+            out.append(values[start : start + len(replies)])
+            start += len(replies)
+        return out
 
-    def _score_locked(
-        self,
-        model: Any,
-        tokenizer: Any,
-        head: int,
-        conversation: Conversation,
-        completions: list[str],
-    ) -> list[float]:
+    def _score_texts(self, model: Any, tokenizer: Any, head: int, texts: list[str]) -> list[float]:
+        """The reward head's value for each formatted text, in batches of at most
+        ``max_tokens_per_batch`` padded tokens (shortest first, so padding is small)."""
         import torch
 
         limit = self.max_length or min(
             int(getattr(tokenizer, "model_max_length", 4096) or 4096), 4096
         )
-        texts = [self.format(tokenizer, conversation, c) for c in completions]
         lengths = [
             min(len(tokenizer(t, add_special_tokens=False)["input_ids"]), limit) for t in texts
         ]

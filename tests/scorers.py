@@ -28,3 +28,17 @@ class RaisingScorer:
 
     def score(self, conversation, completions):
         raise RuntimeError("reward model exploded")
+
+
+class BatchCountingScorer(CountingScorer):
+    """CountingScorer with ``score_batch``: records how many items each batch call held."""
+
+    name = "batch-counting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def score_batch(self, items):
+        self.batches.append(len(items))
+        return [CountingScorer.score(self, conversation, texts) for conversation, texts in items]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from rewards.base import RecordedLogprobs, recording
+from rewards.base import RecordedLogprobs, recording, score_items
 
 from ..errors import InvalidInputError, RewardError
 from .engine import Candidate, DecodingEngine, EngineCounters
@@ -38,12 +38,14 @@ __all__ = [
     "Hooks",
     "Request",
     "Result",
+    "RewardCall",
     "RoundStats",
     "Strategy",
     "new_batch_id",
     "new_seed",
     "score_replies",
     "score_texts",
+    "score_together",
     "sum_stats",
 ]
 
@@ -320,6 +322,76 @@ def _scorer_name(reward: Any) -> str:
     return str(getattr(reward, "name", None) or type(reward).__name__)
 
 
+@dataclass(frozen=True)
+class RewardCall:
+    """One request's part of a reward call: the texts to score for its conversation,
+    the statistics that account for the call, and what decoding recorded for them."""
+
+    conversation: Conversation
+    texts: Sequence[str]
+    stats: AlignmentStats
+    recorded: RecordedLogprobs | None = None
+    """The decoder's token log-probabilities for ``texts`` (a likelihood reward over the
+    same weights reads them instead of running the model; see
+    :class:`rewards.base.RecordedLogprobs`)."""
+
+
+def score_together(reward: Any, calls: Sequence[RewardCall]) -> list[list[float]]:
+    """Score several requests' texts in one call of ``reward`` (its ``score_batch``,
+    so a model-based scorer encodes them together), validating what comes back.
+
+    Each request's scores are those it would get alone. Its statistics count one reward
+    call and its texts, and the call's seconds in proportion to its texts.
+
+    Raises:
+        RewardError: the scorer raised, returned the wrong number of scores, or a
+            NaN / infinite score (the message names the scorer and the index).
+    """
+    todo = [call for call in calls if call.texts]
+    if not todo:
+        return [[] for _ in calls]
+    name = _scorer_name(reward)
+    start = time.perf_counter()
+    try:
+        with recording([call.recorded for call in todo]):
+            raw = score_items(reward, [(call.conversation, list(call.texts)) for call in todo])
+    except Exception as exc:
+        raise RewardError(f"Reward scorer {name} raised {type(exc).__name__}: {exc}") from exc
+    finally:
+        seconds = time.perf_counter() - start
+        total = sum(len(call.texts) for call in todo)
+        for call in todo:
+            call.stats.scoring_seconds += seconds * len(call.texts) / total
+            call.stats.reward_calls += 1
+            call.stats.reward_texts_scored += len(call.texts)
+    if len(raw) != len(todo):
+        raise RewardError(
+            f"Reward scorer {name} returned {len(raw)} score lists for {len(todo)} requests"
+        )
+    by_call = {
+        id(call): _checked(name, scores, len(call.texts))
+        for call, scores in zip(todo, raw, strict=True)
+    }
+    return [by_call.get(id(call), []) for call in calls]
+
+
+def _checked(name: str, scores: Any, count: int) -> list[float]:
+    try:
+        values = [float(s) for s in scores]
+    except (TypeError, ValueError) as exc:
+        raise RewardError(
+            f"Reward scorer {name} returned non-numeric scores: {scores!r:.200}"
+        ) from exc
+    if len(values) != count:
+        raise RewardError(f"Reward scorer {name} returned {len(values)} scores for {count} texts")
+    for index, value in enumerate(values):
+        if not math.isfinite(value):
+            raise RewardError(
+                f"Reward scorer {name} returned {value} for text {index}; scores must be finite"
+            )
+    return values
+
+
 def score_texts(
     reward: Any,
     conversation: Conversation,
@@ -328,45 +400,9 @@ def score_texts(
     *,
     recorded: RecordedLogprobs | None = None,
 ) -> list[float]:
-    """Score ``texts`` with ``reward`` once, validating what comes back.
-
-    ``recorded``: the log-probabilities the decoder recorded for these texts, published
-    for the call (a likelihood reward over the same weights reads them instead of
-    running the model; see :class:`rewards.base.RecordedLogprobs`).
-
-    Raises:
-        RewardError: the scorer raised, returned the wrong number of scores, or a
-            NaN / infinite score (the message names the scorer and the index).
-    """
-    if not texts:
-        return []
-    name = _scorer_name(reward)
-    start = time.perf_counter()
-    try:
-        with recording(recorded):
-            scores = reward.score(conversation, list(texts))
-    except Exception as exc:
-        raise RewardError(f"Reward scorer {name} raised {type(exc).__name__}: {exc}") from exc
-    finally:
-        stats.scoring_seconds += time.perf_counter() - start
-        stats.reward_calls += 1
-        stats.reward_texts_scored += len(texts)
-    try:
-        values = [float(s) for s in scores]
-    except (TypeError, ValueError) as exc:
-        raise RewardError(
-            f"Reward scorer {name} returned non-numeric scores: {scores!r:.200}"
-        ) from exc
-    if len(values) != len(texts):
-        raise RewardError(
-            f"Reward scorer {name} returned {len(values)} scores for {len(texts)} texts"
-        )
-    for index, value in enumerate(values):
-        if not math.isfinite(value):
-            raise RewardError(
-                f"Reward scorer {name} returned {value} for text {index}; scores must be finite"
-            )
-    return values
+    """Score one request's ``texts`` with ``reward`` once (:func:`score_together` with
+    one call)."""
+    return score_together(reward, [RewardCall(conversation, texts, stats, recorded)])[0]
 
 
 def score_replies(reward: Any, requests: Sequence[Request], results: Sequence[Result]) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from . import strategy_parts as parts
-from .base import EVENT_SCORED, Hooks, Request, Result, Strategy, score_texts
+from .base import EVENT_SCORED, Hooks, Request, Result, RewardCall, Strategy, score_together
 from .engine import DecodingEngine
 
 __all__ = ["BestOfN"]
@@ -81,19 +81,23 @@ class BestOfN(Strategy):
                 parts.check_cancelled(hooks)
                 batch.engine.step(state, batch.params)
         elapsed = batch.seconds()
-        results = []
-        for index, (stats, own) in zip(batch.members, pools, strict=True):
+        for stats, own in pools:
             # Forward passes are shared by the batch (one batch id); each request
             # reports them, its own sampled tokens and its share of the decoding time.
             stats.generation_seconds = elapsed / len(batch.members)
             stats.add_counters(batch.counters, batch=batch.id)
             stats.tokens_generated = sum(c.tokens_sampled for c in own)
-            # Every candidate is scored once, all in one call, so rewards are comparable.
+        # Every candidate is scored once, a request's all in one call (so its rewards
+        # are comparable), and the batch's requests together in one reward call.
+        calls = []
+        for index, (stats, own) in zip(batch.members, pools, strict=True):
             texts = [c.text or "" for c in own]
             recorded = parts.recorded_for(batch.engine, requests[index], own, texts)
-            rewards = score_texts(
-                batch.reward, requests[index].conversation, texts, stats, recorded=recorded
-            )
+            calls.append(RewardCall(requests[index].conversation, texts, stats, recorded))
+        results = []
+        for index, (stats, own), rewards in zip(
+            batch.members, pools, score_together(batch.reward, calls), strict=True
+        ):
             hooks.event(
                 EVENT_SCORED,
                 {"request": index, "rewards": rewards, "partial": False, "round": None},

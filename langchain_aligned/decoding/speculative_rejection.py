@@ -68,9 +68,10 @@ from .base import (
     Hooks,
     Request,
     Result,
+    RewardCall,
     RoundStats,
     Strategy,
-    score_texts,
+    score_together,
 )
 from .engine import Candidate, DecodeState, DecodingEngine
 from .params import SamplingParams
@@ -134,6 +135,7 @@ class SpeculativeRejection(Strategy):
         for pool in pools:
             pool.plan_next_decision(steps_done)
         while state.num_rows:
+            due = []
             for pool in pools:
                 alive = pool.alive
                 # One candidate left in the whole pool: nothing can beat it any more,
@@ -142,7 +144,10 @@ class SpeculativeRejection(Strategy):
                     pool.go_live(engine, params, hooks)
                 # Step 2 ends: the pool's KV cache would exceed its budget.
                 if alive and not pool.live and steps_done == pool.next_decision:
-                    self._round(engine, state, pool, reward, hooks)
+                    due.append(pool)
+            if due:
+                self._rounds(engine, state, due, reward, hooks)
+                for pool in due:
                     pool.plan_next_decision(steps_done)
             if not state.num_rows:
                 break
@@ -161,38 +166,65 @@ class SpeculativeRejection(Strategy):
         # computed once, before _finish adds each pool's final scoring to its stats.
         scoring = sum(pool.stats.scoring_seconds for pool in pools)
         decode_share = max(0.0, batch.seconds() - scoring) / len(pools)
-        results = []
         for pool in pools:
             stats = pool.stats
             stats.add_counters(batch.counters, batch=batch.id)
             stats.tokens_generated = sum(c.tokens_sampled for c in pool.candidates)
             stats.generation_seconds = decode_share
-            results.append(self._finish(engine, pool, reward, hooks))
-        return results
+        return self._finish(engine, pools, reward, hooks)
 
-    def _round(
+    def _rounds(
         self,
         engine: DecodingEngine,
         state: DecodeState,
-        pool: _Pool,
+        pools: Sequence[_Pool],
         reward: Any,
         hooks: Hooks,
     ) -> None:
-        """One round of one pool: score, rank, reject (steps 3 to 5)."""
-        number = pool.start_round()
-        alive = pool.alive
+        """One round of each of ``pools`` (steps 3 to 5), all due at this step."""
+        comparable = _comparable(reward)
         # Step 3: give every alive candidate a partial reward, in one call with the
         # candidates that finished since the last round — or with every finished one
         # when rewards are comparable only within a call, so the pool is ranked from it.
-        comparable = _comparable(reward)
-        finished = pool.unscored(comparable)
-        texts = [c.text or "" for c in finished] + [
-            decode(engine.tokenizer, c.token_ids) for c in alive
-        ]
-        recorded = parts.recorded_for(engine, pool.request, [*finished, *alive], texts)
-        values = score_texts(
-            reward, pool.request.conversation, texts, pool.stats, recorded=recorded
+        # The pools due together share one reward call (each pool is its own item, so
+        # its scores are those it would get alone).
+        rounds, calls = [], []
+        for pool in pools:
+            number = pool.start_round()
+            alive, finished = pool.alive, pool.unscored(comparable)
+            texts = [c.text or "" for c in finished] + [
+                decode(engine.tokenizer, c.token_ids) for c in alive
+            ]
+            recorded = parts.recorded_for(engine, pool.request, [*finished, *alive], texts)
+            calls.append(RewardCall(pool.request.conversation, texts, pool.stats, recorded))
+            rounds.append((pool, number, alive, finished))
+        for (pool, number, alive, finished), values in zip(
+            rounds, score_together(reward, calls), strict=True
+        ):
+            self._reject(pool, number, alive, finished, values, comparable, hooks)
+        # Step 5: continue only the survivors — select their KV-cache rows in place,
+        # once for every pool of the round (rows of the other pools stay).
+        engine.select(
+            state,
+            [
+                row
+                for row, c in enumerate(state.candidates)
+                if not any(pool.is_rejected(c) for pool in pools)
+            ],
         )
+
+    def _reject(
+        self,
+        pool: _Pool,
+        number: int,
+        alive: list[Candidate],
+        finished: list[Candidate],
+        values: list[float],
+        comparable: bool,
+        hooks: Hooks,
+    ) -> None:
+        """Step 4 of one pool's round, from the rewards of its step-3 call (``values``:
+        its ``finished`` candidates first, then its ``alive`` ones)."""
         this_call = {c.index: value for c, value in zip(finished, values, strict=False)}
         if comparable:
             pool.remember(this_call)
@@ -210,13 +242,8 @@ class SpeculativeRejection(Strategy):
         keep = self._keep(len(ranked_pool))
         ranked = sorted(ranked_pool, key=lambda item: (-item[0], item[2].index))
         survivors = {id(c) for _, done, c in ranked[:keep] if not done}
-        # Step 5: continue only the survivors — select their KV-cache rows in place
-        # (rows of the other pools stay).
         rejected = [c for c in alive if id(c) not in survivors]
         pool.reject(rejected, quota=len(ranked_pool) - keep)
-        engine.select(
-            state, [row for row, c in enumerate(state.candidates) if not pool.is_rejected(c)]
-        )
         # The bar an alive candidate had to clear: the lowest surviving partial reward
         # (None when nothing was rejected — there was no bar).
         threshold = (
@@ -237,32 +264,41 @@ class SpeculativeRejection(Strategy):
         written (⌈0.3·10⌉ is 3; the float product 3.0000000000000004 would give 4)."""
         return math.ceil((1 - Fraction(str(self.rejection_rate))) * pool_size)
 
-    def _finish(self, engine: DecodingEngine, pool: _Pool, reward: Any, hooks: Hooks) -> Result:
+    def _finish(
+        self, engine: DecodingEngine, pools: Sequence[_Pool], reward: Any, hooks: Hooks
+    ) -> list[Result]:
         # Step 6: score the candidates that finished after the last round (all of them
         # when no round was held, in candidate order — exactly Best-of-N's single
         # call), or every finished candidate in one call when rewards are comparable
-        # only within a call, and return the best final reward among them.
-        unscored = sorted(pool.unscored(_comparable(reward)), key=lambda c: c.index)
-        if unscored:
-            texts = [c.text or "" for c in unscored]
-            recorded = parts.recorded_for(engine, pool.request, unscored, texts)
-            values = score_texts(
-                reward, pool.request.conversation, texts, pool.stats, recorded=recorded
+        # only within a call, and return the best final reward among them. The pools
+        # share one reward call, each pool its own item.
+        comparable = _comparable(reward)
+        unscored = [sorted(pool.unscored(comparable), key=lambda c: c.index) for pool in pools]
+        calls = []
+        for pool, own in zip(pools, unscored, strict=True):
+            texts = [c.text or "" for c in own]
+            recorded = parts.recorded_for(engine, pool.request, own, texts)
+            calls.append(RewardCall(pool.request.conversation, texts, pool.stats, recorded))
+        results = []
+        for pool, own, values in zip(pools, unscored, score_together(reward, calls), strict=True):
+            if own:
+                pool.remember({c.index: v for c, v in zip(own, values, strict=True)})
+                hooks.event(
+                    EVENT_SCORED,
+                    {"request": pool.index, "rewards": values, "partial": False, "round": None},
+                )
+            finished = sorted(pool.finished, key=lambda c: c.index)
+            results.append(
+                parts.best_result(
+                    finished,
+                    [pool.scores[c.index] for c in finished],
+                    pool.stats,
+                    pool.index,
+                    # A reply streamed live must not be streamed a second time.
+                    Hooks(on_event=hooks.on_event) if pool.streams else hooks,
+                )
             )
-            pool.remember({c.index: v for c, v in zip(unscored, values, strict=True)})
-            hooks.event(
-                EVENT_SCORED,
-                {"request": pool.index, "rewards": values, "partial": False, "round": None},
-            )
-        finished = sorted(pool.finished, key=lambda c: c.index)
-        return parts.best_result(
-            finished,
-            [pool.scores[c.index] for c in finished],
-            pool.stats,
-            pool.index,
-            # A reply streamed live must not be streamed a second time.
-            Hooks(on_event=hooks.on_event) if pool.streams else hooks,
-        )
+        return results
 
 
 class _Pool:

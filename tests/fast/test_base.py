@@ -61,3 +61,40 @@ def test_a_strategy_without_an_algorithm_says_so():
 
     with pytest.raises(NotImplementedError, match="Empty implements neither"):
         Empty().run(object(), [])
+
+
+def test_score_together_accounts_each_request_and_names_a_bad_reply():
+    import time
+
+    from scorers import BatchCountingScorer
+
+    from langchain_aligned.decoding.base import RewardCall, score_together
+    from langchain_aligned.errors import RewardError
+
+    class Slow(BatchCountingScorer):
+        def score_batch(self, items):
+            time.sleep(0.2)
+            return super().score_batch(items)
+
+    scorer = Slow()
+    first, second, empty = (AlignmentStats(strategy="x") for _ in range(3))
+    calls = [
+        RewardCall("q", ["a b", "c"], first),
+        RewardCall("q", [], empty),
+        RewardCall("r", ["a", "b", "c", "d", "e", "f"], second),
+    ]
+    values = score_together(scorer, calls)
+    assert values == [scorer.score("q", ["a b", "c"]), [], scorer.score("r", list("abcdef"))]
+    assert scorer.batches == [2]  # the empty request is not sent
+    assert (first.reward_calls, second.reward_calls, empty.reward_calls) == (1, 1, 0)
+    assert (first.reward_texts_scored, second.reward_texts_scored) == (2, 6)
+    # The call's seconds are shared in proportion to texts: 2 : 6.
+    assert second.scoring_seconds == pytest.approx(3 * first.scoring_seconds)
+    assert first.scoring_seconds + second.scoring_seconds >= 0.2
+
+    class Short(BatchCountingScorer):
+        def score_batch(self, items):
+            return super().score_batch(items)[:1]
+
+    with pytest.raises(RewardError, match="batch-counting returned 1 score lists for 2"):
+        score_together(Short(), [calls[0], calls[2]])

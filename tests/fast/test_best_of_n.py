@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from scorers import CountingScorer, RaisingScorer
+from scorers import BatchCountingScorer, CountingScorer, RaisingScorer
 from tiny import tiny_pair
 
 from langchain_aligned import BestOfN, Hooks, Sampling, generate
@@ -119,3 +119,16 @@ def test_missing_or_failing_reward_and_recovery():
         PAIR, PROMPT, strategy=BestOfN(n=2), reward=CountingScorer(), seed=0, max_new_tokens=4
     )
     assert ok.stats.num_candidates == 2
+
+
+def test_requests_of_one_batch_are_scored_in_one_reward_call():
+    prompts = [PROMPT, "a much longer question about the colour of the evening sky", "hi"]
+    kwargs = dict(strategy=BestOfN(n=3), seed=4, max_new_tokens=8)
+    scorer = BatchCountingScorer()
+    together = generate(PAIR, prompts, reward=scorer, **kwargs)
+    assert scorer.batches == [len(prompts)]  # one call, one item per request
+    for prompt, shared in zip(prompts, together, strict=True):
+        (alone,) = generate(PAIR, prompt, reward=CountingScorer(), **kwargs)
+        assert shared.token_ids == alone.token_ids
+        assert shared.stats.candidate_rewards == alone.stats.candidate_rewards
+        assert shared.stats.reward_calls == alone.stats.reward_calls == 1

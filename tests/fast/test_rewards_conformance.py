@@ -92,3 +92,22 @@ def test_protocol(scorer):
     assert results == [expected] * 4
     assert asyncio.run(scorer.ascore(CONVERSATIONS[0], COMPLETIONS)) == expected
     assert isinstance(scorer.name, str) and scorer.name
+
+
+@pytest.mark.parametrize("scorer", SCORERS, ids=lambda s: s.name)
+def test_score_batch_gives_each_item_its_scores_alone(scorer):
+    # Several conversations, uneven items (one empty): a scorer that encodes every
+    # item's texts together must still give each item exactly its own scores, and a
+    # normalising one must normalise within each item, not across the batch.
+    items = [
+        (CONVERSATIONS[0], COMPLETIONS[:3]),
+        (CONVERSATIONS[1], []),
+        (CONVERSATIONS[1], COMPLETIONS[1:]),
+        (CONVERSATIONS[0], COMPLETIONS[3:]),
+    ]
+    together = scorer.score_batch(items)
+    alone = [scorer.score(conversation, texts) for conversation, texts in items]
+    assert [len(values) for values in together] == [len(texts) for _, texts in items]
+    for batched, single in zip(together, alone, strict=True):
+        # Texts padded in another batch differ in the last float digits only.
+        assert batched == pytest.approx(single, abs=1e-5)

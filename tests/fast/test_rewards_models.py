@@ -122,3 +122,73 @@ def test_similarity_embeds_a_question_once_across_reward_calls():
         assert rows == [1, 1]  # a new question is embedded once, then its reply
     finally:
         hook.remove()
+
+
+def _rows_fed(model):
+    """A forward hook recording the rows of every call of ``model``."""
+    rows: list[int] = []
+    hook = model.register_forward_hook(
+        lambda _m, _a, kwargs, _o: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    return rows, hook
+
+
+def test_score_batch_encodes_every_items_replies_in_one_pass():
+    from tiny import tiny_model, tiny_tokenizer
+
+    items = [
+        ("why is the sun red", ["the cat sat", "hello world"]),
+        ("what is a cat", ["a small animal", "the cat sat on the mat", ""]),
+        ("why is the sun red", ["red light"]),
+    ]
+    texts = sum(len(t) for _, t in items)
+    encoder = (tiny_model(1).model, tiny_tokenizer())
+    scorer = rewards.EmbeddingSimilarityScorer(encoder=encoder)
+    scorer.score_batch(items)  # embeds the two questions once
+    rows, hook = _rows_fed(encoder[0])
+    try:
+        scorer.score_batch(items)
+    finally:
+        hook.remove()
+    assert rows == [texts]  # one pass for all six replies, not one per item
+
+    model, tokenizer = tiny_reward_model()
+    reward_model = rewards.RewardModelScorer((model, tokenizer))
+    rows, hook = _rows_fed(model)
+    try:
+        together = reward_model.score_batch(items)
+        assert rows == [texts]  # the default token budget holds them all in one batch
+        rows.clear()
+        alone = [reward_model.score(c, t) for c, t in items]
+        assert rows == [len(t) for _, t in items]
+    finally:
+        hook.remove()
+    for batched, single in zip(together, alone, strict=True):
+        assert batched == pytest.approx(single, abs=1e-5)
+
+
+def test_likelihood_in_one_batch_call_reads_each_prompts_recorded_logprobs():
+    from rewards.base import RecordedLogprobs, recording
+
+    pair = tiny_pair(0)
+    handle = load_model(pair)
+    engine = DecodingEngine(handle)
+    questions = ["hello", "why is the sun red"]
+    chats = [[{"role": "user", "content": q}] for q in questions]
+    prompts = [tuple(engine.encode(render_chat(handle, c))) for c in chats]
+    text = "the cat sat"
+    ids = tuple(handle.tokenizer(text, add_special_tokens=False)["input_ids"])
+    fakes = [tuple(-1.0 - i - k for i in range(len(ids))) for k in (0, 10)]
+    published = [
+        RecordedLogprobs(handle.model, prompt, {text: (ids, fake)})
+        for prompt, fake in zip(prompts, fakes, strict=True)
+    ]
+    scorer = rewards.LikelihoodScorer(pair)
+    with recording(published):
+        values = scorer.score_batch([(q, [text]) for q in questions])
+    # Each item reads the record of its own prompt (the two are told apart by value).
+    assert values == [[pytest.approx(sum(f) / len(f))] for f in fakes]
+    with recording(published[:1]):
+        _, second = scorer.score_batch([(q, [text]) for q in questions])
+    true = engine.score_continuations([list(prompts[1])], [list(ids)])[0].mean().item()
+    assert second == [pytest.approx(true, abs=1e-5)]  # no record for it: the model runs

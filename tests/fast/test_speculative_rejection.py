@@ -6,7 +6,7 @@ import math
 from fractions import Fraction
 
 import pytest
-from scorers import CountingScorer, RaisingScorer
+from scorers import BatchCountingScorer, CountingScorer, RaisingScorer
 from tiny import tiny_pair
 
 import rewards
@@ -438,3 +438,24 @@ def test_self_reward_reads_recorded_logprobs_instead_of_running_the_model(strate
     prompt = engine.encode(render_chat(handle, [{"role": "user", "content": "why is the sun red"}]))
     expected = engine.score_continuations([prompt], [recorded.token_ids])[0].mean().item()
     assert recorded.stats.reward == pytest.approx(expected, abs=1e-5)
+
+
+def test_pools_due_at_one_step_share_one_reward_call():
+    # Three prompts decoded together: each round step scores every pool due then in
+    # one score_batch call (one item per pool), and the final scoring too, while each
+    # pool's reply, rewards and rounds stay exactly those it gets alone.
+    strategy = SpeculativeRejection(n=5, rejection_rate=0.5, decision_tokens=3)
+    scorer = BatchCountingScorer()
+    together = generate(PAIR, PROMPTS, strategy=strategy, reward=scorer, seed=7, **COMMON)
+    for prompt, shared in zip(PROMPTS, together, strict=True):
+        alone = _run(strategy, prompt, 7)
+        assert shared.token_ids == alone.token_ids
+        assert shared.stats.candidate_rewards == alone.stats.candidate_rewards
+        assert shared.stats.rounds == alone.stats.rounds
+        assert shared.stats.reward_calls == alone.stats.reward_calls
+    # Every pool's call is an item of some batch call...
+    assert sum(scorer.batches) == sum(r.stats.reward_calls for r in together)
+    # ...and the pools' calls were grouped: at least the first round (τ = 3 for all
+    # three pools) and the final scoring hold several pools.
+    assert len(scorer.batches) < sum(r.stats.reward_calls for r in together)
+    assert scorer.batches[0] == len(PROMPTS)
