@@ -303,6 +303,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="n ∈ {4, 8}, L = 16, 3 prompts")
     parser.add_argument("--out", default=None, help="result name (default speed_<model>)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="only recompute the summary and plot of a result file from its raw rows",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.lengths, args.prompts, args.decision_tokens = [4, 8], [16], 3, 4
@@ -314,6 +321,8 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     """Run the grid; ``model`` / ``reward`` replace ``--model`` and the default scorer
     (tests pass a tiny in-process pair and a cheap scorer)."""
     args = parse_args(argv)
+    if args.summarise is not None:
+        return resummarise(args.summarise, resamples=args.resamples)
     torch.set_num_threads(args.threads)
     run = prepare(args.model if model is None else model, reward, args)
     handle, counter, prompts, p_max = run["handle"], run["counter"], run["prompts"], run["p_max"]
@@ -364,6 +373,22 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     path = write_results(payload, args.out_dir, name)
     speed_plots.print_summary(payload)
     print(f"wrote {path}")
+    return payload
+
+
+def resummarise(path: Path, *, resamples: int = speed_metrics.RESAMPLES) -> dict:
+    """Recompute the summary (and the plot) of a ``speed_*.json`` from its raw rows, in
+    place: the metrics' code may change after a long run, the measurements do not."""
+    payload = json.loads(path.read_text())
+    payload["summary"] = speed_metrics.summarise(
+        payload["pairs"],
+        not_binding=[tuple(x) for x in payload["not_binding"]],
+        resamples=resamples,
+    )
+    payload["plot"] = str(speed_plots.plot(payload, path.with_suffix(".png")))
+    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    speed_plots.print_summary(payload)
+    print(f"rewrote {path}")
     return payload
 
 

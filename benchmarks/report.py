@@ -162,6 +162,134 @@ def rejection_sections() -> list[str]:
     return sections
 
 
+def _interval(entry: dict[str, Any], key: str = "median") -> str:
+    return f"{entry[key]:.2f} [{entry['low']:.2f}, {entry['high']:.2f}]"
+
+
+def speed_tables(data: dict[str, Any]) -> str:
+    """The settings table (per method: reward, times, tokens, cache, paired ratio,
+    phases), the speedups at equal reward and the issue-13 targets of one speed run."""
+    summary = data["summary"]
+    rows = [
+        {"setting": setting, "method": method, "stats": stats}
+        for setting in summary["settings"]
+        for method, stats in setting["methods"].items()
+    ]
+
+    def ratio(row: dict[str, Any], clock: str) -> str:
+        entry = row["setting"]["time_ratio"].get(row["method"])
+        return _interval(entry[clock]) if entry else "1"
+
+    def phase(row: dict[str, Any], key: str) -> str:
+        split = row["setting"].get("phases", {}).get(row["method"])
+        return "–" if not split else f"{split[key]:.1f}"
+
+    settings = table(
+        [
+            Column("regime", lambda r: r["setting"]["regime"]),
+            Column("L", lambda r: r["setting"]["length"]),
+            Column("n", lambda r: r["setting"]["n"]),
+            Column("prompts", lambda r: r["setting"]["prompts"]),
+            Column("method", lambda r: r["method"]),
+            Column("mean reward", lambda r: f"{r['stats']['mean_reward']:.3f}"),
+            Column("wall s", lambda r: f"{r['stats']['mean_seconds']:.1f}"),
+            Column("CPU s", lambda r: f"{r['stats']['mean_cpu_seconds']:.1f}"),
+            Column("row-tokens", lambda r: f"{r['stats']['mean_tokens']:.0f}"),
+            Column("peak KV slots", lambda r: r["stats"]["peak_cache_slots"]),
+            Column("t / t_BoN wall (95 %)", lambda r: ratio(r, "wall")),
+            Column("t / t_BoN CPU (95 %)", lambda r: ratio(r, "cpu")),
+            Column("per-pass s", lambda r: phase(r, "per_pass_seconds")),
+            Column("per-token s", lambda r: phase(r, "per_token_seconds")),
+            Column("scoring s", lambda r: f"{r['stats']['mean_scoring_seconds']:.2f}"),
+        ],
+        rows,
+    )
+    speedups = table(
+        [
+            Column("regime", lambda e: e["regime"]),
+            Column("L", lambda e: e["length"]),
+            Column("n", lambda e: e["n"]),
+            Column("method", lambda e: e["method"]),
+            Column("speedup at equal reward (95 %)", lambda e: _interval(e, "speedup")),
+            Column("kind", lambda e: e["kind"]),
+        ],
+        summary["speedups"],
+    )
+    targets = table(
+        [
+            Column("target", lambda t: t["target"]),
+            Column("setting", lambda t: f"{t['regime']} L={t['length']} n={t['n']}"),
+            Column("method", lambda t: t["method"]),
+            Column("value", lambda t: f"{t['value']:.2f}"),
+            Column("floor", lambda t: f"≤ {t['floor']:.2f}"),
+            Column("met", lambda t: "yes" if t["met"] else "**no**"),
+        ],
+        [t for t in summary["targets"] if not t["target"].startswith("forward")],
+    )
+    extra = [t for t in summary["targets"] if t["target"].startswith("forward") and not t["met"]]
+    passes = (
+        f"Forward passes beyond the strategies' own (a scorer's): in {len(extra)} settings."
+        if extra
+        else "Forward passes counted by a hook on the policy equal the strategies' own in "
+        "every setting: the self-reward cost no forward pass."
+    )
+    cost = summary.get("cost_model")
+    model = (
+        f"Cost model over {cost['runs']} runs (least squares): decode seconds ≈ "
+        f"{1e3 * cost['seconds_per_pass']:.0f} ms a forward pass + "
+        f"{1e3 * cost['seconds_per_token']:.1f} ms a row-token (R² {cost['r2']:.2f}).\n\n"
+        if cost
+        else ""
+    )
+    return (
+        f"{model}{settings}\n\nSpeedup at equal reward (Best-of-N's log-time interpolated "
+        f"at Speculative Rejection's mean reward):\n\n{speedups}\n\nTargets of issue 13 "
+        f"(n ≥ 32 for the time targets):\n\n{targets}\n\n{passes}"
+    )
+
+
+def speed_sections() -> list[str]:
+    sections = []
+    for path in sorted(RESULTS.glob("speed_*.json")):
+        data = json.loads(path.read_text())
+        settings = data["settings"]
+        body = (
+            f"Model {data['model']} ({data['dtype']}, {data['device']}), reward {data['reward']}; "
+            f"grid (L, n) {[tuple(x) for x in settings['grid']]}, α {settings['alpha']}, "
+            f"τ = {settings['decision_tokens']} (unlimited rows), KV budget "
+            f"{settings['budget']} slots (budget rows), {settings['prompts']} prompts × "
+            f"{settings['repeats']} repeat(s), temperature {settings['temperature']}, "
+            f"{settings['threads']} torch thread(s). Definitions in `docs/rejection.md`."
+            + (
+                ""
+                if data.get("complete")
+                else " **Partial run**: the settings below are those finished before it"
+                " was stopped."
+            )
+            + (f" {data['note']}" if data.get("note") else "")
+            + "\n\n"
+            + speed_tables(data)
+        )
+        grid = settings["grid"]
+        lengths = " ".join(str(x) for x in sorted({length for length, _ in grid}))
+        ns = " ".join(str(x) for x in sorted({n for _, n in grid}))
+        alphas = " ".join(f"{a:g}" for a in settings["alpha"])
+        command = (
+            f"python -m benchmarks.bench_speed --lengths {lengths} --n {ns} --alpha {alphas} "
+            f"--budget {settings['budget']}"
+        )
+        sections.append(
+            _section(
+                f"Speed: Speculative Rejection vs Best-of-N in wall time — {path.stem}",
+                command,
+                path.stem,
+                body,
+                data,
+            )
+        )
+    return sections
+
+
 def speculative_section() -> str | None:
     data = _load("speculative")
     if data is None:
@@ -294,6 +422,7 @@ def main() -> None:
     sections = [
         engine_section(),
         *rejection_sections(),
+        *speed_sections(),
         speculative_section(),
         rewards_section(),
         structured_section(),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..errors import InvalidInputError
 from . import strategy_parts as parts
 from .base import EVENT_SCORED, Hooks, Request, Result, RewardCall, Strategy, score_together
 from .engine import DecodingEngine
@@ -58,7 +59,14 @@ class BestOfN(Strategy):
         if self.memory_budget_slots is not None:
             longest = max(len(request.prompt_ids) for request in requests)
             per_row = longest + max(request.params.max_new_tokens for request in requests)
-            size = min(size, max(1, self.memory_budget_slots // per_row))
+            if self.memory_budget_slots < per_row:
+                raise InvalidInputError(
+                    f"BestOfN(memory_budget_slots={self.memory_budget_slots}) holds no whole "
+                    f"candidate: one needs its prompt ({longest} tokens) + max_new_tokens "
+                    f"({per_row - longest}) = {per_row} slots; raise the budget or lower "
+                    "max_new_tokens"
+                )
+            size = min(size, self.memory_budget_slots // per_row)
         return size
 
     def decode(

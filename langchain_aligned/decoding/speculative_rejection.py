@@ -321,6 +321,16 @@ class _Pool:
         self.budget = strategy.memory_budget_slots or len(self.candidates) * (
             self.prompt_slots + strategy.decision_tokens
         )
+        if self.budget < len(self.candidates) * (self.prompt_slots + 1):
+            # The n prompts alone would fill it: the first round would come before any
+            # token was decoded, ranking candidates by nothing.
+            raise InvalidInputError(
+                f"SpeculativeRejection(memory_budget_slots={self.budget}) cannot hold its "
+                f"n={len(self.candidates)} candidates' prompts of {self.prompt_slots} tokens "
+                f"and one token each ({len(self.candidates) * (self.prompt_slots + 1)} "
+                "slots): raise the budget (n·(prompt + τ) slots decide after τ tokens) or "
+                "lower n"
+            )
         self.scores: dict[int, float] = {}  # candidate index -> final reward
         self.next_decision: float = math.inf
         self.live = False  # the one candidate left is the reply: no more rounds

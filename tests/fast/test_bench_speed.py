@@ -140,3 +140,17 @@ def test_self_reward_over_the_policy_costs_no_forward_pass(tiny_handle):
     finally:
         counter.close()
     assert row["hook_forward_passes"] == row["target_forward_passes"]
+
+
+def test_summarise_only_recomputes_the_summary_from_the_raw_rows(payload, tmp_path):
+    _, out = payload
+    saved = json.loads((out / "speed_tiny.json").read_text())
+    stale = {**saved, "summary": {"stale": True}}
+    path = tmp_path / "speed_copy.json"
+    path.write_text(json.dumps(stale))
+    bench_speed.main(["--summarise", str(path), "--resamples", "50"])
+    again = json.loads(path.read_text())
+    assert again["pairs"] == saved["pairs"]  # the measurements are untouched
+    # The same rows and bootstrap seed give the summary the run wrote.
+    assert again["summary"] == saved["summary"]
+    assert path.with_suffix(".png").stat().st_size > 0

@@ -50,3 +50,55 @@ def test_rejection_table_shows_cpu_columns_only_for_cpu_timed_results():
     assert "relative compute (wall time)" in header
     assert "relative wall time" not in header and "time scoring" not in header
     assert row == "| BoN n=4 | 100.0 | 1.00 | 1.00 | 80 | 4 | reference |"
+
+
+def _speed_row(seconds, reward, passes, tokens, peak):
+    return {
+        "seconds": seconds,
+        "cpu_seconds": seconds,
+        "generation_seconds": 0.1 * passes + 0.01 * tokens,
+        "scoring_seconds": 0.5,
+        "scorer_seconds": {"a": 0.5},
+        "reward": reward,
+        "tokens": tokens,
+        "rounds": 1,
+        "peak_cache_slots": peak,
+        "target_forward_passes": passes,
+        "hook_forward_passes": passes,
+    }
+
+
+def test_speed_tables_show_every_setting_speedup_and_target():
+    from benchmarks.report import speed_tables
+    from benchmarks.speed_metrics import summarise
+
+    pairs = [
+        {
+            "regime": "unlimited",
+            "length": 96,
+            "n": n,
+            "budget": None,
+            "prompt": p,
+            "repeat": 0,
+            "methods": {
+                "BoN": _speed_row(t, y, 97, 96 * n, 140 * n),
+                "SpR α=0.5": _speed_row(0.8 * t, y, 97, 56 * n, 60 * n),
+            },
+        }
+        for n, (t, y) in ((16, (10.0, 1.0)), (32, (20.0, 2.0)))
+        for p in range(3)
+    ]
+    text = speed_tables({"summary": summarise(pairs, resamples=20)})
+    assert "10.0 ms a row-token" in text and "100 ms a forward pass" in text  # the exact fit
+    assert "| unlimited | 96 | 32 | 3 | SpR α=0.5 | 2.000 | 16.0 |" in text
+    assert "0.80 [0.80, 0.80]" in text  # the paired ratio and its interval
+    assert "| unlimited | 96 | 32 | SpR α=0.5 | 1.25 [1.25, 1.25] | interpolated |" in text
+    # 0.8 of Best-of-N's time misses the ½ floor at n = 32; the cache target is met.
+    assert (
+        "| time fraction at equal reward | unlimited L=96 n=32 | SpR α=0.5 | 0.80 | ≤ 0.50 | **no** |"
+        in text
+    )
+    assert (
+        "| peak KV cache fraction at equal n | unlimited L=96 n=32 | SpR α=0.5 | 0.43 | ≤ 0.50 | yes |"
+        in text
+    )

@@ -132,3 +132,14 @@ def test_requests_of_one_batch_are_scored_in_one_reward_call():
         assert shared.token_ids == alone.token_ids
         assert shared.stats.candidate_rewards == alone.stats.candidate_rewards
         assert shared.stats.reward_calls == alone.stats.reward_calls == 1
+
+
+def test_a_budget_below_one_whole_candidate_is_refused():
+    prompt_tokens = _best_of(BestOfN(n=1), seed=0, max_new_tokens=1).stats.prompt_tokens
+    whole = prompt_tokens + 20
+    with pytest.raises(
+        InvalidInputError, match=rf"memory_budget_slots={whole - 1}\).*{whole} slots"
+    ):
+        _best_of(BestOfN(n=4, memory_budget_slots=whole - 1), seed=0, max_new_tokens=20)
+    result = _best_of(BestOfN(n=4, memory_budget_slots=whole), seed=0, max_new_tokens=20)
+    assert result.stats.peak_batch_size == 1
