@@ -85,9 +85,7 @@ class BestOfN(Strategy):
         for first in range(0, len(candidates), size):
             rows = candidates[first : first + size]
             state = batch.engine.prefill(rows, counters=batch.counters)
-            while state.num_rows:
-                parts.check_cancelled(hooks)
-                batch.engine.step(state, batch.params)
+            batch.engine.decode(state, batch.params, should_stop=hooks.should_stop)
         elapsed = batch.seconds()
         for stats, own in pools:
             # Forward passes are shared by the batch (one batch id); each request

@@ -436,23 +436,32 @@ class DecodingEngine:
         params: SamplingParams,
         max_steps: int | None = None,
         *,
-        on_step: Callable[[DecodeState], None] | None = None,
+        matchers: dict[int, StopMatcher] | None = None,
+        on_step: Callable[[list[Candidate], list[Candidate]], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[Candidate]:
-        """Extend every row by up to ``max_steps`` tokens (or until all rows finish).
+        """Advance every row by up to ``max_steps`` tokens (or until all rows finish).
+
+        The strategies' one way to decode (the engine seam: another engine decodes
+        ``max_steps`` tokens per row as it likes). ``matchers``: the stop-string
+        matchers of the rows, kept by a caller that decodes in several calls;
+        ``on_step(rows, ended)`` after each token, with the candidates the step decoded
+        and those it finished; ``should_stop()`` is polled before each step.
 
         Returns the candidates that finished, in the order they finished.
         """
         finished: list[Candidate] = []
-        matchers: dict[int, StopMatcher] = {}
+        matchers = {} if matchers is None else matchers
         steps = 0
         while state.num_rows and (max_steps is None or steps < max_steps):
             if should_stop is not None and should_stop():
                 raise DecodeCancelled()
-            finished.extend(self.step(state, params, matchers))
+            rows = list(state.candidates)
+            ended = self.step(state, params, matchers)
+            finished.extend(ended)
             steps += 1
             if on_step is not None:
-                on_step(state)
+                on_step(rows, ended)
         return finished
 
     @torch.inference_mode()

@@ -15,7 +15,6 @@ from . import strategy_parts as parts
 from .base import AlignmentStats, Hooks, Request, Result, Strategy, score_replies
 from .engine import Candidate, DecodeState, DecodingEngine
 from .params import SamplingParams
-from .text import StopMatcher
 
 __all__ = ["Sampling", "decode_candidates"]
 
@@ -37,16 +36,12 @@ def decode_candidates(
     streams = parts.ReplyStreams(
         hooks, engine.tokenizer, params.stop, state.candidates if stream else ()
     )
-    matchers: dict[int, StopMatcher] = {}
-    done: list[Candidate] = []
-    while state.num_rows:
-        parts.check_cancelled(hooks)
-        rows = list(state.candidates)
-        finished = engine.step(state, params, matchers)
-        done.extend(finished)
-        if streams:
-            streams.send_step(rows, finished)
-    return done
+    return engine.decode(
+        state,
+        params,
+        on_step=streams.send_step if streams else None,
+        should_stop=hooks.should_stop,
+    )
 
 
 @dataclass(frozen=True)

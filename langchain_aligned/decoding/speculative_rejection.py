@@ -132,35 +132,57 @@ class SpeculativeRejection(Strategy):
         state = engine.prefill([c for p in pools for c in p.candidates], counters=batch.counters)
         matchers: dict[int, StopMatcher] = {}
         steps_done = 0
-        for pool in pools:
-            pool.plan_next_decision(steps_done)
-        while state.num_rows:
-            due = []
-            for pool in pools:
-                alive = pool.alive
-                # One candidate left in the whole pool: nothing can beat it any more,
-                # so it is the reply — no more rounds; stream it live if asked.
-                if len(alive) == 1 and not pool.finished and not pool.live:
-                    pool.go_live(engine, params, hooks)
-                # Step 2 ends: the pool's KV cache would exceed its budget.
-                if alive and not pool.live and steps_done == pool.next_decision:
-                    due.append(pool)
-            if due:
-                self._rounds(engine, state, due, reward, hooks)
-                for pool in due:
-                    pool.plan_next_decision(steps_done)
-            if not state.num_rows:
-                break
-            # Step 2: decode the alive candidates of every pool one token further.
-            parts.check_cancelled(hooks)
-            rows = list(state.candidates)
-            ended = engine.step(state, params, matchers)
+
+        def after_step(rows: list[Candidate], ended: list[Candidate]) -> None:
+            nonlocal steps_done
             steps_done += 1
             for candidate in ended:
                 by_request[candidate.request].finish(candidate)
             for pool in pools:
                 if pool.streams:
                     pool.streams.send_step(rows, ended)
+            go_live_where_one_is_left()
+
+        def go_live_where_one_is_left() -> None:
+            # One candidate left in the whole pool: nothing can beat it any more, so
+            # it is the reply — no more rounds; stream it live if asked.
+            for pool in pools:
+                if len(pool.alive) == 1 and not pool.finished and not pool.live:
+                    pool.go_live(engine, params, hooks)
+
+        for pool in pools:
+            pool.plan_next_decision(steps_done)
+        go_live_where_one_is_left()
+        while state.num_rows:
+            # Step 2 ends: a pool's KV cache would exceed its budget.
+            due = [
+                pool
+                for pool in pools
+                if pool.alive and not pool.live and steps_done == pool.next_decision
+            ]
+            if due:
+                self._rounds(engine, state, due, reward, hooks)
+                for pool in due:
+                    pool.plan_next_decision(steps_done)
+                go_live_where_one_is_left()
+            if not state.num_rows:
+                break
+            # Step 2: decode the alive candidates of every pool up to the next decision
+            # point of any pool (to the end when none is planned), in one engine call.
+            upcoming = [
+                pool.next_decision - steps_done
+                for pool in pools
+                if pool.alive and not pool.live and pool.next_decision > steps_done
+            ]
+            steps = int(min(upcoming)) if upcoming and min(upcoming) < math.inf else None
+            engine.decode(
+                state,
+                params,
+                steps,
+                matchers=matchers,
+                on_step=after_step,
+                should_stop=hooks.should_stop,
+            )
 
         # The decode time, shared equally by the pools, excludes the rounds' scoring;
         # computed once, before _finish adds each pool's final scoring to its stats.

@@ -22,20 +22,20 @@ def run(tmp_path, *extra):
 
 
 def test_cpu_smoke_run_writes_every_setting_under_one_budget(tmp_path):
-    result, saved = run(tmp_path, "--budget", "40")
+    result, saved = run(tmp_path, "--budget", "56")
     assert saved["complete"] is True and saved["stopped"] is None and saved["skipped"] == []
     assert saved["ran"] == [{"n": 2, "prompts": 2, "of": 2}, {"n": 4, "prompts": 2, "of": 2}]
-    assert saved["device"] == "cpu" and saved["settings"]["budget"] == 40
+    assert saved["device"] == "cpu" and saved["settings"]["budget"] == 56
     for key in ("machine", "kv_bytes_per_slot", "load_seconds", "elapsed_seconds", "summary"):
         assert key in saved
     assert (tmp_path / "gpu_tiny.png").exists()
     for pair in saved["pairs"]:
-        assert (pair["regime"], pair["budget"], pair["length"]) == ("budget", 40, 6)
+        assert (pair["regime"], pair["budget"], pair["length"]) == ("budget", 56, 6)
         assert set(pair["methods"]) == {"BoN", "SpR α=0.5"}
         for stats in pair["methods"].values():
             assert stats["hook_forward_passes"] == stats["target_forward_passes"]
             assert stats["peak_gpu_bytes"] is None  # no CUDA here
-    # The budget of 40 slots splits Best-of-N at n = 4 into sequential batches.
+    # The budget of 56 slots (4 prompts of ≤ 12 tokens + 1 fit) splits Best-of-N at n = 4 into sequential batches.
     n4 = [p for p in saved["pairs"] if p["n"] == 4]
     assert all(p["methods"]["BoN"]["peak_batch_size"] < 4 for p in n4)
     assert {(s["n"], s["pairs"]) for s in result["summary"]["settings"]} == {(2, 2), (4, 2)}
