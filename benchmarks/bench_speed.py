@@ -299,7 +299,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--resamples", type=int, default=speed_metrics.RESAMPLES)
+    parser.add_argument("--resamples", type=int, default=None, help="bootstrap resamples")
     parser.add_argument("--quick", action="store_true", help="n ∈ {4, 8}, L = 16, 3 prompts")
     parser.add_argument("--out", default=None, help="result name (default speed_<model>)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -311,6 +311,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="only recompute the summary and plot of a result file from its raw rows",
     )
     args = parser.parse_args(argv)
+    # --summarise keeps the run's own count unless one is given.
+    args.resamples_given = args.resamples
+    if args.resamples is None:
+        args.resamples = speed_metrics.RESAMPLES
     if args.quick:
         args.n, args.lengths, args.prompts, args.decision_tokens = [4, 8], [16], 3, 4
         args.max_work = 0
@@ -322,7 +326,7 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     (tests pass a tiny in-process pair and a cheap scorer)."""
     args = parse_args(argv)
     if args.summarise is not None:
-        return resummarise(args.summarise, resamples=args.resamples)
+        return resummarise(args.summarise, resamples=args.resamples_given)
     torch.set_num_threads(args.threads)
     run = prepare(args.model if model is None else model, reward, args)
     handle, counter, prompts, p_max = run["handle"], run["counter"], run["prompts"], run["p_max"]
@@ -342,7 +346,11 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
         "device": str(handle.device),
         "reward": str(getattr(run["reward"], "name", "reward")),
         "settings": {
-            **{k: v for k, v in vars(args).items() if k not in ("out_dir", "quick")},
+            **{
+                k: v
+                for k, v in vars(args).items()
+                if k not in ("out_dir", "quick", "summarise", "resamples_given")
+            },
             "quick": args.quick,
             "grid": grid,
             "budget": budget,
@@ -376,10 +384,13 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     return payload
 
 
-def resummarise(path: Path, *, resamples: int = speed_metrics.RESAMPLES) -> dict:
+def resummarise(path: Path, *, resamples: int | None = None) -> dict:
     """Recompute the summary (and the plot) of a ``speed_*.json`` from its raw rows, in
-    place: the metrics' code may change after a long run, the measurements do not."""
+    place: the metrics' code may change after a long run, the measurements do not.
+    ``resamples``: the bootstrap's, by default the run's own."""
     payload = json.loads(path.read_text())
+    if resamples is None:
+        resamples = int(payload["settings"].get("resamples") or speed_metrics.RESAMPLES)
     payload["summary"] = speed_metrics.summarise(
         payload["pairs"],
         not_binding=[tuple(x) for x in payload["not_binding"]],

@@ -237,7 +237,7 @@ def speed_tables(data: dict[str, Any]) -> str:
     model = (
         f"Cost model over {cost['runs']} runs (least squares): decode seconds ≈ "
         f"{1e3 * cost['seconds_per_pass']:.0f} ms a forward pass + "
-        f"{1e3 * cost['seconds_per_token']:.1f} ms a row-token (R² {cost['r2']:.2f}).\n\n"
+        f"{1e3 * cost['seconds_per_token']:.1f} ms a row-token (uncentred R² {cost['r2']:.2f}).\n\n"
         if cost
         else ""
     )

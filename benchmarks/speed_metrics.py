@@ -225,7 +225,9 @@ def _method_summary(rows: Sequence[dict]) -> dict:
 def cost_model(rows: Sequence[dict]) -> dict[str, float]:
     """Least-squares c (seconds a pass) and t (seconds a row-token) of
     ``generation_seconds ≈ c·target_forward_passes + t·tokens`` over ``rows`` (runs of
-    any method), with the fit's R² about zero and the number of runs."""
+    any method), with the fit's uncentred R² (1 − RSS / Σy², the fit has no intercept)
+    and the number of runs. Runs too alike may give a coefficient below 0: it is
+    returned as fitted (the plot clamps its bar at 0)."""
     data = [(r["target_forward_passes"], r["tokens"], r["generation_seconds"]) for r in rows]
     if len(data) < 2:
         raise ValueError(f"the cost model needs at least 2 runs, got {len(data)}")
@@ -290,7 +292,7 @@ def summarise(
             [row for pair in pairs for row in pair["methods"].values()]
         )
     except ValueError:
-        model = None  # too few runs, or one batch shape only (a first setting)
+        model = None  # too few runs, or passes and tokens proportional in every run
     settings = []
     for (regime, length, n), group in sorted(groups.items()):
         names = list(group[0]["methods"])

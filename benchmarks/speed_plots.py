@@ -157,8 +157,8 @@ def _time_split(ax: Any, summary: dict) -> None:
             split = setting["phases"].get(method)
             decode = (
                 {
-                    "decode: per pass": split["per_pass_seconds"],
-                    "decode: per row-token": split["per_token_seconds"],
+                    "decode: per pass": max(0.0, split["per_pass_seconds"]),
+                    "decode: per row-token": max(0.0, split["per_token_seconds"]),
                 }
                 if split
                 else {"decode": stats["mean_generation_seconds"]}
@@ -187,7 +187,7 @@ def print_summary(payload: dict) -> None:
     if cost:
         print(
             f"cost model over {cost['runs']} runs: {cost['seconds_per_pass'] * 1e3:.1f} ms a pass"
-            f" + {cost['seconds_per_token'] * 1e3:.2f} ms a row-token (R² {cost['r2']:.3f})"
+            f" + {cost['seconds_per_token'] * 1e3:.2f} ms a row-token (uncentred R² {cost['r2']:.3f})"
         )
     for s in summary["settings"]:
         for method, m in s["methods"].items():

@@ -171,10 +171,15 @@ def recorded_logprobs(model: Any, prompt_ids: Sequence[int]) -> RecordedLogprobs
     """The log-probabilities published for the reward call in progress that ``model``
     (the same object) recorded continuing exactly ``prompt_ids``, if any."""
     prompt = tuple(prompt_ids)
-    for recorded in _RECORDED.get():
-        if recorded.model is model and recorded.prompt_ids == prompt:
-            return recorded
-    return None
+    matches = [r for r in _RECORDED.get() if r.model is model and r.prompt_ids == prompt]
+    if len(matches) <= 1:
+        return matches[0] if matches else None
+    # Several requests of one call share this prompt: a token's log-probability
+    # depends only on the model, the prompt and the tokens, so their records merge.
+    merged: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {}
+    for record in matches:
+        merged.update(record.by_text)
+    return RecordedLogprobs(model, prompt, merged)
 
 
 class RewardScorer(abc.ABC):

@@ -442,8 +442,9 @@ class DecodingEngine:
     ) -> list[Candidate]:
         """Advance every row by up to ``max_steps`` tokens (or until all rows finish).
 
-        The strategies' one way to decode (the engine seam: another engine decodes
-        ``max_steps`` tokens per row as it likes). ``matchers``: the stop-string
+        How Sampling, Best-of-N and Speculative Rejection decode (the engine seam:
+        another engine may decode the ``max_steps`` tokens of each row as it likes;
+        the speculative strategies step the target by hand). ``matchers``: the stop-string
         matchers of the rows, kept by a caller that decodes in several calls;
         ``on_step(rows, ended)`` after each token, with the candidates the step decoded
         and those it finished; ``should_stop()`` is polled before each step.

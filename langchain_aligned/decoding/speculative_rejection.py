@@ -344,8 +344,8 @@ class _Pool:
             self.prompt_slots + strategy.decision_tokens
         )
         if self.budget < len(self.candidates) * (self.prompt_slots + 1):
-            # The n prompts alone would fill it: the first round would come before any
-            # token was decoded, ranking candidates by nothing.
+            # The n prompts alone would fill it: rounds would follow almost every token,
+            # ranking candidates by a token or two of text each time.
             raise InvalidInputError(
                 f"SpeculativeRejection(memory_budget_slots={self.budget}) cannot hold its "
                 f"n={len(self.candidates)} candidates' prompts of {self.prompt_slots} tokens "

@@ -148,7 +148,7 @@ def test_summarise_only_recomputes_the_summary_from_the_raw_rows(payload, tmp_pa
     stale = {**saved, "summary": {"stale": True}}
     path = tmp_path / "speed_copy.json"
     path.write_text(json.dumps(stale))
-    bench_speed.main(["--summarise", str(path), "--resamples", "50"])
+    bench_speed.main(["--summarise", str(path)])  # the run's own 50 resamples
     again = json.loads(path.read_text())
     assert again["pairs"] == saved["pairs"]  # the measurements are untouched
     # The same rows and bootstrap seed give the summary the run wrote.

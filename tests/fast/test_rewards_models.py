@@ -192,3 +192,19 @@ def test_likelihood_in_one_batch_call_reads_each_prompts_recorded_logprobs():
         _, second = scorer.score_batch([(q, [text]) for q in questions])
     true = engine.score_continuations([list(prompts[1])], [list(ids)])[0].mean().item()
     assert second == [pytest.approx(true, abs=1e-5)]  # no record for it: the model runs
+
+
+def test_requests_sharing_a_prompt_merge_their_recorded_logprobs():
+    from rewards.base import RecordedLogprobs, recorded_logprobs, recording
+
+    model = object()
+    first = RecordedLogprobs(model, (1, 2), {"a": ((5,), (-1.0,))})
+    second = RecordedLogprobs(model, (1, 2), {"b": ((6,), (-2.0,))})
+    other = RecordedLogprobs(model, (3,), {"c": ((7,), (-3.0,))})
+    with recording([first, None, second, other]):
+        merged = recorded_logprobs(model, [1, 2])
+        # Both requests' texts are found under their common prompt, and nothing else.
+        assert merged is not None and dict(merged.by_text) == {**first.by_text, **second.by_text}
+        assert recorded_logprobs(model, [3]) is other
+        assert recorded_logprobs(object(), [1, 2]) is None
+    assert recorded_logprobs(model, [1, 2]) is None  # nothing outside the block

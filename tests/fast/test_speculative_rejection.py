@@ -12,6 +12,7 @@ from tiny import tiny_pair
 import rewards
 from langchain_aligned import BestOfN, Hooks, SpeculativeRejection, generate
 from langchain_aligned.decoding import DecodingEngine
+from langchain_aligned.decoding.engine import DecodeCancelled
 from langchain_aligned.errors import InvalidInputError, RewardError
 from langchain_aligned.models import load_model, render_chat
 
@@ -341,6 +342,25 @@ def test_repeated_runs_identical_and_single_survivor_streams_live():
         hooks=Hooks(on_text=lambda i, d: pieces.append(d)),
     )
     assert "".join(pieces) == c.text == a.text
+    # Live: the survivor's text came token by token after the last round, not in one
+    # piece once the pool was done.
+    assert c.stats.rounds and len(pieces) > 1
+
+
+@pytest.mark.parametrize(
+    "strategy", [SpeculativeRejection(n=4, decision_tokens=3), BestOfN(n=4)], ids=str
+)
+def test_cancellation_stops_decoding_and_leaves_the_model_usable(strategy):
+    polls = []
+
+    def should_stop():
+        polls.append(1)
+        return len(polls) > 5
+
+    with pytest.raises(DecodeCancelled):
+        _run(strategy, PROMPTS[0], 0, hooks=Hooks(should_stop=should_stop))
+    assert len(polls) == 6  # polled before every step, stopped at the sixth
+    assert _run(strategy, PROMPTS[0], 0).token_ids
 
 
 @pytest.mark.parametrize(
