@@ -306,9 +306,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--summarise",
         type=Path,
+        nargs="+",
         default=None,
         metavar="JSON",
-        help="only recompute the summary and plot of a result file from its raw rows",
+        help="only recompute the summary and plot of a result file from its raw rows; "
+        "several files are merged into --out-dir/--out (parts of one grid)",
     )
     args = parser.parse_args(argv)
     # --summarise keeps the run's own count unless one is given.
@@ -326,7 +328,12 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     (tests pass a tiny in-process pair and a cheap scorer)."""
     args = parse_args(argv)
     if args.summarise is not None:
-        return resummarise(args.summarise, resamples=args.resamples_given)
+        if len(args.summarise) == 1:
+            return resummarise(args.summarise[0], resamples=args.resamples_given)
+        if not args.out:
+            raise SystemExit("--summarise with several files needs --out (the merged name)")
+        target = args.out_dir / f"{args.out}.json"
+        return resummarise(target, resamples=args.resamples_given, sources=args.summarise)
     torch.set_num_threads(args.threads)
     run = prepare(args.model if model is None else model, reward, args)
     handle, counter, prompts, p_max = run["handle"], run["counter"], run["prompts"], run["p_max"]
@@ -363,6 +370,14 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
         "complete": False,
         "pairs": [],
     }
+
+    def checkpoint() -> None:
+        # After every regime of every setting: a long run stopped early keeps its rows.
+        payload["summary"] = speed_metrics.summarise(
+            payload["pairs"], not_binding=payload["not_binding"], resamples=args.resamples
+        )
+        write_results(payload, args.out_dir, name)
+
     for length, n in grid:
         kw = {"n": n, "length": length, "prompts": prompts, "repeats": args.repeats}
         payload["pairs"] += run_setting(run, regime="unlimited", budget=None, **kw)
@@ -370,11 +385,9 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
         if n * (p_max + length) <= budget:
             payload["not_binding"].append((length, n))
         else:
+            checkpoint()
             payload["pairs"] += run_setting(run, regime="budget", budget=budget, **kw)
-        payload["summary"] = speed_metrics.summarise(
-            payload["pairs"], not_binding=payload["not_binding"], resamples=args.resamples
-        )
-        write_results(payload, args.out_dir, name)
+        checkpoint()
     counter.close()
     payload["complete"] = True
     payload["plot"] = str(speed_plots.plot(payload, args.out_dir / f"{name}.png"))
@@ -384,11 +397,43 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     return payload
 
 
-def resummarise(path: Path, *, resamples: int | None = None) -> dict:
+def merge(paths: Sequence[Path]) -> dict:
+    """One payload from the raw rows of several runs of the same model, reward and
+    budget (parts of one grid run by separate processes): their pairs, grids and
+    not-binding settings joined, each part's machine record kept in ``parts``."""
+    parts = [json.loads(path.read_text()) for path in paths]
+    first = parts[0]
+    for path, part in zip(paths, parts, strict=True):
+        for key in ("model", "reward", "dtype"):
+            if part[key] != first[key]:
+                raise ValueError(f"{path}: {key} {part[key]!r} differs from {first[key]!r}")
+        if part["settings"]["budget"] != first["settings"]["budget"]:
+            raise ValueError(f"{path}: budget {part['settings']['budget']} differs")
+    merged = {**first, "pairs": [], "not_binding": [], "parts": []}
+    merged["settings"] = {**first["settings"], "grid": []}
+    for path, part in zip(paths, parts, strict=True):
+        merged["pairs"] += part["pairs"]
+        merged["not_binding"] += part["not_binding"]
+        merged["settings"]["grid"] += part["settings"]["grid"]
+        merged["parts"].append(
+            {
+                "file": path.name,
+                "machine": part["machine"],
+                "complete": part["complete"],
+                "grid": part["settings"]["grid"],
+                "alpha": part["settings"]["alpha"],
+            }
+        )
+    merged["complete"] = all(part["complete"] for part in parts)
+    return merged
+
+
+def resummarise(path: Path, *, resamples: int | None = None, sources: Sequence[Path] = ()) -> dict:
     """Recompute the summary (and the plot) of a ``speed_*.json`` from its raw rows, in
-    place: the metrics' code may change after a long run, the measurements do not.
-    ``resamples``: the bootstrap's, by default the run's own."""
-    payload = json.loads(path.read_text())
+    place — or write it at ``path`` from the merged rows of ``sources``: the metrics'
+    code may change after a long run, the measurements do not. ``resamples``: the
+    bootstrap's, by default the run's own."""
+    payload = merge(sources) if sources else json.loads(path.read_text())
     if resamples is None:
         resamples = int(payload["settings"].get("resamples") or speed_metrics.RESAMPLES)
     payload["summary"] = speed_metrics.summarise(
@@ -396,6 +441,7 @@ def resummarise(path: Path, *, resamples: int | None = None) -> dict:
         not_binding=[tuple(x) for x in payload["not_binding"]],
         resamples=resamples,
     )
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload["plot"] = str(speed_plots.plot(payload, path.with_suffix(".png")))
     path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
     speed_plots.print_summary(payload)

@@ -154,3 +154,35 @@ def test_summarise_only_recomputes_the_summary_from_the_raw_rows(payload, tmp_pa
     # The same rows and bootstrap seed give the summary the run wrote.
     assert again["summary"] == saved["summary"]
     assert path.with_suffix(".png").stat().st_size > 0
+
+
+def test_parts_of_one_grid_merge_into_the_summary_of_the_whole(payload, tmp_path):
+    _, out = payload
+    saved = json.loads((out / "speed_tiny.json").read_text())
+    # Split the run by n, as two processes would have written it.
+    paths = []
+    for n in (2, 4):
+        part = {
+            **saved,
+            "pairs": [p for p in saved["pairs"] if p["n"] == n],
+            "not_binding": [x for x in saved["not_binding"] if x[1] == n],
+            "settings": {
+                **saved["settings"],
+                "grid": [x for x in saved["settings"]["grid"] if x[1] == n],
+            },
+        }
+        paths.append(tmp_path / f"part{n}.json")
+        paths[-1].write_text(json.dumps(part))
+    merged = bench_speed.main(
+        ["--summarise", *map(str, paths), "--out", "whole", "--out-dir", str(tmp_path / "m")]
+    )
+    assert merged["summary"] == saved["summary"]  # the same rows, the same bootstrap
+    assert [p["file"] for p in merged["parts"]] == ["part2.json", "part4.json"]
+    assert (tmp_path / "m" / "whole.json").exists()
+    other = json.loads(paths[1].read_text())
+    other["settings"]["budget"] += 1
+    paths[1].write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="budget"):
+        bench_speed.main(
+            ["--summarise", *map(str, paths), "--out", "x", "--out-dir", str(tmp_path)]
+        )
