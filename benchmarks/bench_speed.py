@@ -155,10 +155,7 @@ def default_budget(grid: Sequence[tuple[int, int]], prompt_slots: int, tau: int)
 
 def kv_bytes_per_slot(handle: Any) -> int:
     """Bytes of one cache slot (one position of one row): keys and values of every layer."""
-    config = handle.model.config.get_text_config()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    element = torch.finfo(handle.dtype).bits // 8
-    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * element
+    return int(handle.kv_bytes_per_slot)
 
 
 def strategies(n: int, alphas: Sequence[float], tau: int, budget: int | None) -> dict[str, Any]:

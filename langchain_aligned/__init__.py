@@ -32,6 +32,7 @@ _LAZY = {
     "SpeculativeSampling": "langchain_aligned.decoding.speculative_sampling",
     "RewardShiftedSampling": "langchain_aligned.decoding.reward_shifted_sampling",
     "PromptSteeredDraft": "langchain_aligned.decoding.drafts",
+    "kv_budget_slots": "langchain_aligned.decoding.memory",
     "AlignedChatModel": "langchain_aligned.chat_models",
     "AlignmentStatsHandler": "langchain_aligned.callbacks",
     "AlignmentMiddleware": "langchain_aligned.middleware",

@@ -144,6 +144,7 @@ from .best_of_n import BestOfN
 from .drafts import PromptSteeredDraft
 from .engine import Candidate, DecodeCancelled, DecodeState, DecodingEngine, EngineCounters
 from .generate import build_requests, engine_for, generate
+from .memory import kv_budget_slots
 from .params import SamplingParams
 from .reward_shifted_sampling import RewardShiftedSampling
 from .sampling import Sampling
@@ -172,5 +173,6 @@ __all__ = [
     "build_requests",
     "engine_for",
     "generate",
+    "kv_budget_slots",
     "score_texts",
 ]

@@ -76,6 +76,19 @@ class ModelHandle:
         """Width of the model's output logits (may exceed :attr:`vocab_size`)."""
         return int(self.model.get_output_embeddings().weight.shape[0])
 
+    @property
+    def kv_bytes_per_slot(self) -> int:
+        """Bytes of one KV-cache slot (one position of one row): the keys and values of
+        every layer, ``2 · layers · KV heads · head dimension · bytes per element``
+        (sliding-window layers are counted in full, so this is an upper bound)."""
+        config = self.model.config.get_text_config()
+        head_dim = getattr(config, "head_dim", None) or (
+            config.hidden_size // config.num_attention_heads
+        )
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        element = torch.finfo(self.dtype).bits // 8
+        return int(2 * config.num_hidden_layers * heads * head_dim * element)
+
 
 _CACHE: dict[tuple[Any, ...], ModelHandle] = {}
 _CACHE_LOCK = threading.Lock()
