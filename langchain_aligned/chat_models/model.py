@@ -48,9 +48,11 @@ AsyncRunManager = AsyncCallbackManagerForLLMRun | None
 
 
 def _default_strategy() -> Strategy:
-    # Suits the embedded 135M model on a CPU: 8 candidates, half rejected per round,
-    # first decision after 24 tokens.
-    return SpeculativeRejection(n=8, rejection_rate=0.5, decision_tokens=24)
+    # Speculative Rejection's own defaults, chosen from benchmarks/bench_speed.py on
+    # the embedded model on a CPU (docs/rejection.md, "Choosing the settings"): n = 16
+    # (a pass of 16 rows costs about 1.25× one of 8 there), α = 0.5 (0.75 lost reward
+    # at every n), τ = 32 for the default 256-token replies (16 lost reward there).
+    return SpeculativeRejection()
 
 
 class AlignedChatModel(BaseChatModel):
@@ -76,8 +78,8 @@ class AlignedChatModel(BaseChatModel):
     strategy: Strategy = Field(default_factory=_default_strategy)
     """Decoding strategy config: ``Sampling()``, ``BestOfN(n)``,
     ``SpeculativeRejection(n, rejection_rate)``, ``SpeculativeSampling(draft)`` or
-    ``RewardShiftedSampling(draft, draft_reference)``. Default: Speculative Rejection
-    with n=8, α=0.5, τ=24."""
+    ``RewardShiftedSampling(draft, draft_reference)``. Default: ``SpeculativeRejection()``
+    (n=16, α=0.5, τ=32; chosen from ``benchmarks/bench_speed.py``)."""
     reward: Any = None
     """A ``rewards.RewardScorer`` ranking candidates; None uses
     ``rewards.default_scorer()`` (built on first use) for strategies that need one."""
