@@ -184,6 +184,11 @@ def speed_tables(data: dict[str, Any]) -> str:
         split = row["setting"].get("phases", {}).get(row["method"])
         return "–" if not split else f"{split[key]:.1f}"
 
+    def scorer_shares(row: dict[str, Any]) -> str:
+        shares = row["stats"].get("scorer_share", {})
+        # Scorer names without their arguments: "EmbeddingSimilarityScorer(question)".
+        return ", ".join(f"{name.split('(')[0]} {100 * v:.1f} %" for name, v in shares.items())
+
     settings = table(
         [
             Column("regime", lambda r: r["setting"]["regime"]),
@@ -201,6 +206,7 @@ def speed_tables(data: dict[str, Any]) -> str:
             Column("per-pass s", lambda r: phase(r, "per_pass_seconds")),
             Column("per-token s", lambda r: phase(r, "per_token_seconds")),
             Column("scoring s", lambda r: f"{r['stats']['mean_scoring_seconds']:.2f}"),
+            Column("share of wall time per scorer", scorer_shares),
         ],
         rows,
     )

@@ -92,6 +92,8 @@ def test_speed_tables_show_every_setting_speedup_and_target():
     assert "10.0 ms a row-token" in text and "100 ms a forward pass" in text  # the exact fit
     assert "| unlimited | 96 | 32 | 3 | SpR α=0.5 | 2.000 | 16.0 |" in text
     assert "0.80 [0.80, 0.80]" in text  # the paired ratio and its interval
+    # The scorer "a" took 0.5 s of SpR's 16 s at n = 32.
+    assert "| 0.50 | a 3.1 % |" in text
     assert "| unlimited | 96 | 32 | SpR α=0.5 | 1.25 [1.25, 1.25] | interpolated |" in text
     # 0.8 of Best-of-N's time misses the ½ floor at n = 32; the cache target is met.
     assert (
