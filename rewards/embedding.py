@@ -35,9 +35,10 @@ _ENCODERS: dict[str, tuple[Any, Any]] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
-def _load_encoder(source: str) -> tuple[Any, Any]:
+def _load_encoder(source: str, device: Any) -> tuple[Any, Any]:
+    key = f"{source}@{device}"
     with _ENCODERS_LOCK:
-        if source not in _ENCODERS:
+        if key not in _ENCODERS:
             from transformers import AutoModel, AutoTokenizer
 
             from langchain_aligned.models import quiet_short_load
@@ -45,13 +46,13 @@ def _load_encoder(source: str) -> tuple[Any, Any]:
             try:
                 with quiet_short_load(source):
                     tokenizer = AutoTokenizer.from_pretrained(source)
-                    model = AutoModel.from_pretrained(source).eval()
+                    model = AutoModel.from_pretrained(source).eval().to(device)
             except OSError as exc:
                 raise RewardsError(
                     f"Could not load encoder {source!r}: the model hub may be unreachable or the id is wrong ({exc})"
                 ) from exc
-            _ENCODERS[source] = (model, tokenizer)
-        return _ENCODERS[source]
+            _ENCODERS[key] = (model, tokenizer)
+        return _ENCODERS[key]
 
 
 class EmbeddingSimilarityScorer(RewardScorer):
@@ -65,6 +66,7 @@ class EmbeddingSimilarityScorer(RewardScorer):
         encoder: str | tuple[Any, Any] | None = None,
         batch_size: int = 32,
         max_length: int = 256,
+        device: str = "auto",
     ) -> None:
         if references is not None and (
             isinstance(references, str) or not all(isinstance(r, str) for r in references)
@@ -78,6 +80,13 @@ class EmbeddingSimilarityScorer(RewardScorer):
             )
         if batch_size < 1:
             raise InvalidScorerConfig(f"batch_size={batch_size!r} must be ≥ 1")
+        from langchain_aligned.models import resolve_device
+
+        try:
+            # "auto": CUDA when present (the encoder is small; it runs where the policy does).
+            self.device = resolve_device(device)
+        except ValueError as exc:
+            raise InvalidScorerConfig(f"EmbeddingSimilarityScorer: {exc}") from exc
         self.references = list(references) if references is not None else None
         self.encoder = encoder
         self.batch_size = batch_size
@@ -97,7 +106,7 @@ class EmbeddingSimilarityScorer(RewardScorer):
                 if isinstance(self.encoder, tuple):
                     self._pair = self.encoder
                 else:
-                    self._pair = _load_encoder(self.encoder or str(minilm_path()))
+                    self._pair = _load_encoder(self.encoder or str(minilm_path()), self.device)
             return self._pair
 
     def embed(self, texts: Sequence[str]) -> Any:
@@ -116,7 +125,7 @@ class EmbeddingSimilarityScorer(RewardScorer):
                     truncation=True,
                     max_length=self.max_length,
                     return_tensors="pt",
-                )
+                ).to(next(model.parameters()).device)
                 hidden = model(**inputs).last_hidden_state  # [batch, tokens, dim]
                 mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [batch, tokens, 1]
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [batch, dim]

@@ -208,3 +208,16 @@ def test_requests_sharing_a_prompt_merge_their_recorded_logprobs():
         assert recorded_logprobs(model, [3]) is other
         assert recorded_logprobs(object(), [1, 2]) is None
     assert recorded_logprobs(model, [1, 2]) is None  # nothing outside the block
+
+
+def test_similarity_runs_on_the_device_asked_and_names_a_bad_one():
+    from tiny import tiny_model, tiny_tokenizer
+
+    with pytest.raises(rewards.InvalidScorerConfig, match="nope"):
+        rewards.EmbeddingSimilarityScorer(device="nope")
+    scorer = rewards.EmbeddingSimilarityScorer(device="cpu")
+    assert scorer.device == torch.device("cpu")
+    # A given encoder is used where it lies: inputs follow its weights.
+    encoder = (tiny_model(1).model, tiny_tokenizer())
+    values = rewards.EmbeddingSimilarityScorer(encoder=encoder, device="cpu").score("q", ["a b"])
+    assert len(values) == 1
