@@ -309,6 +309,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="only recompute the summary and plot of a result file from its raw rows; "
         "several files are merged into --out-dir/--out (parts of one grid)",
     )
+    parser.add_argument(
+        "--note", default=None, help="a sentence saved in the result (how it was run)"
+    )
     args = parser.parse_args(argv)
     # --summarise keeps the run's own count unless one is given.
     args.resamples_given = args.resamples
@@ -326,11 +329,13 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     args = parse_args(argv)
     if args.summarise is not None:
         if len(args.summarise) == 1:
-            return resummarise(args.summarise[0], resamples=args.resamples_given)
+            return resummarise(args.summarise[0], resamples=args.resamples_given, note=args.note)
         if not args.out:
             raise SystemExit("--summarise with several files needs --out (the merged name)")
         target = args.out_dir / f"{args.out}.json"
-        return resummarise(target, resamples=args.resamples_given, sources=args.summarise)
+        return resummarise(
+            target, resamples=args.resamples_given, sources=args.summarise, note=args.note
+        )
     torch.set_num_threads(args.threads)
     run = prepare(args.model if model is None else model, reward, args)
     handle, counter, prompts, p_max = run["handle"], run["counter"], run["prompts"], run["p_max"]
@@ -353,7 +358,7 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
             **{
                 k: v
                 for k, v in vars(args).items()
-                if k not in ("out_dir", "quick", "summarise", "resamples_given")
+                if k not in ("out_dir", "quick", "summarise", "resamples_given", "note")
             },
             "quick": args.quick,
             "grid": grid,
@@ -367,6 +372,8 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
         "complete": False,
         "pairs": [],
     }
+    if args.note:
+        payload["note"] = args.note
 
     def checkpoint() -> None:
         # After every regime of every setting: a long run stopped early keeps its rows.
@@ -425,12 +432,20 @@ def merge(paths: Sequence[Path]) -> dict:
     return merged
 
 
-def resummarise(path: Path, *, resamples: int | None = None, sources: Sequence[Path] = ()) -> dict:
+def resummarise(
+    path: Path,
+    *,
+    resamples: int | None = None,
+    sources: Sequence[Path] = (),
+    note: str | None = None,
+) -> dict:
     """Recompute the summary (and the plot) of a ``speed_*.json`` from its raw rows, in
     place — or write it at ``path`` from the merged rows of ``sources``: the metrics'
     code may change after a long run, the measurements do not. ``resamples``: the
     bootstrap's, by default the run's own."""
     payload = merge(sources) if sources else json.loads(path.read_text())
+    if note is not None:
+        payload["note"] = note
     if resamples is None:
         resamples = int(payload["settings"].get("resamples") or speed_metrics.RESAMPLES)
     payload["summary"] = speed_metrics.summarise(

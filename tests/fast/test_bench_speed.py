@@ -173,9 +173,9 @@ def test_parts_of_one_grid_merge_into_the_summary_of_the_whole(payload, tmp_path
         }
         paths.append(tmp_path / f"part{n}.json")
         paths[-1].write_text(json.dumps(part))
-    merged = bench_speed.main(
-        ["--summarise", *map(str, paths), "--out", "whole", "--out-dir", str(tmp_path / "m")]
-    )
+    argv = ["--summarise", *map(str, paths), "--out", "whole", "--note", "two parts"]
+    merged = bench_speed.main([*argv, "--out-dir", str(tmp_path / "m")])
+    assert merged["note"] == "two parts"
     assert merged["summary"] == saved["summary"]  # the same rows, the same bootstrap
     assert [p["file"] for p in merged["parts"]] == ["part2.json", "part4.json"]
     assert (tmp_path / "m" / "whole.json").exists()
