@@ -36,24 +36,25 @@ peak KV-cache slots and rounds. Metrics (``benchmarks/speed_metrics.py``):
   or ≤ ⅓ (L ≥ 256); at equal budget ≤ ¼; SpR's peak KV cache ≤ ½ of Best-of-N's at
   equal n (unlimited); hook-counted passes = the strategies' target passes.
 
-    python -m benchmarks.bench_speed               # the default grid: ≈ 4.5 h (below)
+    python -m benchmarks.bench_speed               # the default grid (below)
     python -m benchmarks.bench_speed --quick       # n ∈ {4, 8}, L = 16, 3 prompts: ≈ 2 min
-    python -m benchmarks.bench_speed --n 16 32 64 --lengths 96   # ≈ 2 h, no 256-token rows
-    python -m benchmarks.bench_speed --max-work 0  # all 4 × 2 settings: ≈ 7.5 h
-    python -m benchmarks.bench_speed --n 16 32 --lengths 96 --repeats 3 --out-dir /tmp/s
+    python -m benchmarks.bench_speed --lengths 96 --n 16 32 --alpha 0.5 0.75 --budget 3712
+    python -m benchmarks.bench_speed --summarise a.json b.json --out speed_<model>  # merge parts
+    python -m benchmarks.bench_speed --max-work 0  # all 4 × 2 settings
 
 Default grid: n ∈ {16, 32, 64, 128} × L ∈ {96, 256} minus the settings with n·L above
 ``--max-work`` 12288 (128·96), so L = 256 runs n ∈ {16, 32} only; α = 0.5, τ = 16, the
 same 12 prompts in every setting (none uses fewer), one repeat, one torch thread
 (two threads were 1.3× faster on the idle 2-core VM but 10–15× slower beside any
-other busy process). B = 7424 slots (P = 42) binds at (96, 64), (96, 128) and (256,
-32). Estimated ≈ 4.5 h (±0.5 h) on this 2-core VM (AMD EPYC), from calibration runs
-there (idle, one thread; BoN / SpR wall seconds per prompt): n = 128, L = 96: 144 / 89
-unlimited, 164 / 89 at B; n = 16, L = 96: 28 / 24; n = 16, L = 256: 77 / 48 and 24 /
-14 (a long and a short answer); other n scaled by tokens (≈ 8.5 ms a token at these
-sizes, plus ≈ 0.17 s a decode step and ≈ 290 prompt tokens/s of prefill): ≈ 930 s a
-prompt at L = 96 and ≈ 380 s at L = 256. The issue's "about two hours" holds for the
-``--lengths 96 --n 16 32 64`` subset only; n = 128 at L = 96 alone takes ≈ 1.6 h.
+other busy process). Time on the 2-core VM (AMD EPYC), measured by the committed run
+(parts of the grid in separate processes, two at a time; wall minutes per setting,
+unlimited + budget rows): L = 96: n = 16 ≈ 21 (α ∈ {0.5, 0.75}, no budget rows),
+n = 32 ≈ 35 (both α), n = 64 ≈ 43; L = 256: n = 16 ≈ 55, n = 32 ≈ 70. n = 128 at
+L = 96 was not run (≈ 1.6 h more). A decode step costs ≈ 180 ms a forward pass plus
+≈ 7.5 ms a row-token there (the cost model in the summary).
+
+The committed result merges four such parts with ``--summarise`` (each part's machine
+record is kept in ``parts``).
 
 Writes ``results/speed_<model>.json`` (after every setting, ``"complete": false``
 until the end) and ``speed_<model>.png``.
@@ -428,7 +429,16 @@ def merge(paths: Sequence[Path]) -> dict:
                 "alpha": part["settings"]["alpha"],
             }
         )
-    merged["complete"] = all(part["complete"] for part in parts)
+    # The grid: each setting once, in order. A part stopped early may list settings it
+    # never ran; the merged run is complete when every listed setting has its rows.
+    grid = sorted({tuple(setting) for setting in merged["settings"]["grid"]})
+    merged["settings"]["grid"] = [list(setting) for setting in grid]
+    ran = {(p["regime"], p["length"], p["n"]) for p in merged["pairs"]}
+    free = {tuple(x) for x in merged["not_binding"]}
+    merged["complete"] = all(
+        ("unlimited", length, n) in ran and (("budget", length, n) in ran or (length, n) in free)
+        for length, n in grid
+    )
     return merged
 
 

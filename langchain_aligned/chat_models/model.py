@@ -50,7 +50,7 @@ AsyncRunManager = AsyncCallbackManagerForLLMRun | None
 def _default_strategy() -> Strategy:
     # Speculative Rejection's own defaults, chosen from benchmarks/bench_speed.py on
     # the embedded model on a CPU (docs/rejection.md, "Choosing the settings"): n = 16
-    # (a pass of 16 rows costs about 1.25× one of 8 there), α = 0.5 (0.75 lost reward
+    # (a pass of 16 rows costs about 1.3× one of 8 there), α = 0.5 (0.75 lost reward
     # at every n), τ = 32 for the default 256-token replies (16 lost reward there).
     return SpeculativeRejection()
 

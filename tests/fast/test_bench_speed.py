@@ -178,6 +178,7 @@ def test_parts_of_one_grid_merge_into_the_summary_of_the_whole(payload, tmp_path
     assert merged["note"] == "two parts"
     assert merged["summary"] == saved["summary"]  # the same rows, the same bootstrap
     assert [p["file"] for p in merged["parts"]] == ["part2.json", "part4.json"]
+    assert merged["complete"] is True and merged["settings"]["grid"] == [[6, 2], [6, 4]]
     assert (tmp_path / "m" / "whole.json").exists()
     other = json.loads(paths[1].read_text())
     other["settings"]["budget"] += 1
