@@ -15,6 +15,8 @@ from .decoding import AlignmentStats, Hooks, Result, Sampling, SamplingParams, g
 from .errors import (
     AlignedError,
     ContextLengthError,
+    EngineError,
+    EngineUnavailableError,
     InvalidInputError,
     ModelLoadError,
     ModelNotInstalledError,
@@ -36,6 +38,8 @@ _LAZY = {
     "AlignedChatModel": "langchain_aligned.chat_models",
     "AlignmentStatsHandler": "langchain_aligned.callbacks",
     "AlignmentMiddleware": "langchain_aligned.middleware",
+    "ServerSettings": "langchain_aligned.engines.server",
+    "open_engine": "langchain_aligned.engines.select",
 }
 
 __all__ = [
@@ -43,6 +47,8 @@ __all__ = [
     "AlignedError",
     "AlignmentStats",
     "ContextLengthError",
+    "EngineError",
+    "EngineUnavailableError",
     "Hooks",
     "InvalidInputError",
     "ModelHandle",

@@ -11,6 +11,8 @@ from __future__ import annotations
 __all__ = [
     "AlignedError",
     "ContextLengthError",
+    "EngineError",
+    "EngineUnavailableError",
     "InvalidInputError",
     "ModelLoadError",
     "ModelNotInstalledError",
@@ -51,3 +53,15 @@ class VocabularyMismatchError(InvalidInputError):
 
 class RewardError(AlignedError, RuntimeError):
     """A reward scorer failed while a strategy was scoring candidates."""
+
+
+class EngineError(AlignedError, RuntimeError):
+    """A decoding engine (vLLM in process, or a server) failed or refused a request.
+
+    The message names the engine (and a server's URL) and what it answered.
+    """
+
+
+class EngineUnavailableError(EngineError, ConnectionError):
+    """A server engine could not be reached (refused, timed out, or not ready), after
+    the retries that were safe."""

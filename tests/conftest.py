@@ -38,7 +38,18 @@ def smollm():
 
 def pytest_collection_modifyitems(config, items):
     # Everything under tests/slow uses the embedded real models: mark it `slow`.
+    # Everything under tests/vllm runs the real vLLM engine: mark it `vllm`.
     slow_dir = Path(__file__).parent / "slow"
+    vllm_dir = Path(__file__).parent / "vllm"
     for item in items:
-        if slow_dir in Path(str(item.fspath)).parents:
+        parents = Path(str(item.fspath)).parents
+        if slow_dir in parents:
             item.add_marker(pytest.mark.slow)
+        if vllm_dir in parents:
+            item.add_marker(pytest.mark.vllm)
+            # vLLM and the torch modules it imports warn about their own deprecated
+            # internals; deprecations reached through this library's calls still fail.
+            for category in ("DeprecationWarning", "FutureWarning"):
+                item.add_marker(
+                    pytest.mark.filterwarnings(f"ignore::{category}:(vllm|torch|triton)(\\..*)?")
+                )

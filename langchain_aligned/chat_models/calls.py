@@ -184,6 +184,8 @@ def decode(
     reward: Any,
     seed: int | None,
     load_options: Mapping[str, Any],
+    engine: str = "transformers",
+    engine_kwargs: Mapping[str, Any] | None = None,
 ) -> list[Result]:
     """Decode compatible calls (equal :meth:`Call.group_key`) in one ``generate`` call,
     so they share forward passes; one result per call, in order."""
@@ -201,5 +203,7 @@ def decode(
         seed=seed,
         tools=first.tools,
         hooks=hooks,
+        engine=engine,
+        engine_kwargs=engine_kwargs,
         **load_options,
     )

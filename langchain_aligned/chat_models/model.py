@@ -25,6 +25,9 @@ import rewards
 from ..decoding.base import Hooks, Result, Strategy
 from ..decoding.params import SamplingParams
 from ..decoding.speculative_rejection import SpeculativeRejection
+from ..decoding.speculative_sampling import SpeculativeStrategy
+from ..engines.select import ENGINE_NAMES
+from ..engines.server import ServerSettings
 from ..errors import InvalidInputError
 from ..models.embedded import DEFAULT_CHAT_MODEL
 from . import batching, runs, workers
@@ -104,18 +107,32 @@ class AlignedChatModel(BaseChatModel):
     dtype: str = "auto"
     """Weight dtype: ``"auto"`` (bf16 where native, else fp32), ``"float32"``, ``"bfloat16"``, ``"float16"``."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra ``load_model`` options, e.g. ``{"device_map": "auto", "max_memory": ...}``."""
+    """Extra ``load_model`` options, e.g. ``{"device_map": "auto", "max_memory": ...}``
+    (the transformers engine)."""
+    engine: Literal["transformers", "vllm", "openai"] = "transformers"
+    """Where decoding runs: ``"transformers"`` (this library's engine, every strategy),
+    ``"vllm"`` (vLLM in this process) or ``"openai"`` (a vLLM / OpenAI-compatible
+    server at ``base_url``). The vLLM engines run Sampling, Best-of-N and Speculative
+    Rejection (docs/scale.md)."""
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """The engine's settings: ``vllm.LLM`` arguments for ``"vllm"``
+    (``{"tensor_parallel_size": 2}``, …); for ``"openai"``, ``served_model`` (the
+    server's model name, when it serves several)."""
+    base_url: str | None = None
+    """The server's address for ``engine="openai"``, e.g. ``"http://127.0.0.1:8000/v1"``."""
     validity_weight: float = 10.0
     """Weight of ``rewards.ToolCallScorer`` (tools bound) and ``rewards.JSONSchemaScorer``
     (structured output) beside the base reward (weight 1) in reward-based strategies.
     Scores are summed unnormalised, so keep it above the spread of the base reward
     (the default reward spans a few units): a valid call or object then always wins."""
     timeout: float | None = None
-    """Accepted for API compatibility; local decoding has no network timeout."""
-    max_retries: int = 0
-    """Accepted for API compatibility; local decoding is not retried."""
+    """Seconds to wait for the server's next chunk (``engine="openai"``; None: 120 s).
+    Local engines have no network timeout."""
+    max_retries: int = 2
+    """Retries of a server request that failed before its first token
+    (``engine="openai"``); local engines are not retried."""
     api_key: SecretStr | None = None
-    """Accepted for API compatibility; local models need no key."""
+    """The server's API key (``engine="openai"``); local models need no key."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
@@ -130,6 +147,12 @@ class AlignedChatModel(BaseChatModel):
             raise InvalidInputError(
                 f"strategy={strategy!r} is not a strategy; use Sampling(), BestOfN(n=...), "
                 "SpeculativeRejection(n=...), SpeculativeSampling(draft=...) or RewardShiftedSampling(...)"
+            )
+        engine = data.get("engine", "transformers")
+        if engine not in ENGINE_NAMES:
+            raise InvalidInputError(
+                f"engine={engine!r} is not an engine; use one of "
+                f"{', '.join(map(repr, ENGINE_NAMES))}"
             )
         super().__init__(**data)
         # Bad values fail at construction (with this library's errors, which name the
@@ -150,6 +173,24 @@ class AlignedChatModel(BaseChatModel):
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
             raise InvalidInputError(f"seed={self.seed!r} must be an integer or None")
+        if self.engine != "transformers":
+            if isinstance(self.strategy, SpeculativeStrategy):
+                raise self.strategy.engine_error(self.engine)
+            self._engine_kwargs()  # bad server settings fail now
+
+    def _engine_kwargs(self) -> dict[str, Any]:
+        """The engine's settings, with the server fields for ``engine="openai"``."""
+        kwargs = dict(self.engine_kwargs)
+        if self.engine == "openai":
+            if self.base_url is not None:
+                kwargs.setdefault("base_url", self.base_url)
+            if self.api_key is not None:
+                kwargs.setdefault("api_key", self.api_key.get_secret_value())
+            if self.timeout is not None:
+                kwargs.setdefault("timeout", self.timeout)
+            kwargs.setdefault("max_retries", self.max_retries)
+            ServerSettings.from_kwargs(kwargs)
+        return kwargs
 
     # ------------------------------------------------------------------ identity
     @property
@@ -227,7 +268,9 @@ class AlignedChatModel(BaseChatModel):
             strategy=self.strategy,
             reward=self._reward(calls[0]),
             seed=self.seed,
-            load_options=load_options,
+            load_options=load_options if self.engine == "transformers" else {},
+            engine=self.engine,
+            engine_kwargs=self._engine_kwargs(),
         )
 
     def _run(self, call: Call, hooks: Hooks) -> Result:

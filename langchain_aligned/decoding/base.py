@@ -1,7 +1,7 @@
 """What every decoding strategy shares: requests, results, statistics and hooks.
 
 :meth:`Strategy.run` decodes a list of :class:`Request` s with a
-:class:`~langchain_aligned.decoding.engine.DecodingEngine` and returns one
+:class:`~langchain_aligned.decoding.engine.ReplyEngine` and returns one
 :class:`Result` per request, each carrying :class:`AlignmentStats`; a strategy
 implements :meth:`Strategy.decode`. Terms (request, candidate, batch, per-request and
 per-batch statistics, …) are defined in the glossary of
@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from rewards.base import RecordedLogprobs, recording, score_items
 
 from ..errors import InvalidInputError, RewardError
-from .engine import Candidate, DecodingEngine, EngineCounters
+from .engine import Candidate, EngineCounters, ReplyEngine
 from .params import SamplingParams, derive_seed, make_generator
 
 __all__ = [
@@ -93,6 +93,7 @@ class Request:
                 generator=None
                 if self.params.greedy
                 else make_generator(derive_seed(self.seed, offset + i)),
+                seed=None if self.params.greedy else derive_seed(self.seed, offset + i),
             )
             for i in range(n)
         ]
@@ -161,21 +162,21 @@ class AlignmentStats:
     the tokens cut (and the end-of-sequence token itself) are not counted."""
     acceptance_per_step: list[float] = field(default_factory=list)
     """Accepted ÷ proposed in each verification step, in order."""
-    target_forward_passes: int = 0
+    target_forward_passes: int | None = 0
     """Target passes, prefills included — also those of a prompt-steered draft or
     reference that runs on the target's weights (per batch)."""
-    draft_forward_passes: int = 0
+    draft_forward_passes: int | None = 0
     """Draft passes: forward passes on other weights, the draft's and the draft
     reference's (per batch)."""
-    prefill_passes: int = 0
+    prefill_passes: int | None = 0
     """Target passes that started a KV cache; never repeated per round (per batch)."""
     reward_calls: int = 0
     """Calls to the reward scorer."""
     reward_texts_scored: int = 0
     """Texts scored across those calls."""
-    peak_batch_size: int = 0
+    peak_batch_size: int | None = 0
     """Largest batch size of a target pass (per batch)."""
-    peak_cache_slots: int = 0
+    peak_cache_slots: int | None = 0
     """Most ``rows × slots`` held in one KV cache on the target's weights, a memory
     proxy (per batch)."""
     batch: int | None = None
@@ -208,13 +209,18 @@ class AlignmentStats:
         """
         if batch is not None:
             self.batch = batch
+        if not counters.counts_passes:
+            # An engine behind a server: its passes are unseen, so absent (not zero).
+            self.target_forward_passes = self.prefill_passes = None
+            self.peak_batch_size = self.peak_cache_slots = None
+            return
         if target:
-            self.target_forward_passes += counters.forward_passes
-            self.prefill_passes += counters.prefill_passes
-            self.peak_batch_size = max(self.peak_batch_size, counters.peak_batch_size)
-            self.peak_cache_slots = max(self.peak_cache_slots, counters.peak_cache_slots)
+            self.target_forward_passes = (self.target_forward_passes or 0) + counters.forward_passes
+            self.prefill_passes = (self.prefill_passes or 0) + counters.prefill_passes
+            self.peak_batch_size = max(self.peak_batch_size or 0, counters.peak_batch_size)
+            self.peak_cache_slots = max(self.peak_cache_slots or 0, counters.peak_cache_slots)
         else:
-            self.draft_forward_passes += counters.forward_passes
+            self.draft_forward_passes = (self.draft_forward_passes or 0) + counters.forward_passes
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (with ``acceptance_rate`` and ``total_seconds`` added)."""
@@ -433,12 +439,12 @@ class Strategy(ABC):  # noqa: B024 - a strategy implements decode() or overrides
     """Whether :meth:`run` decodes several requests in shared forward passes (a call
     with several requests then costs fewer passes than one call per request)."""
 
-    def bind(self, engine: DecodingEngine) -> None:  # noqa: B027 - optional hook
+    def bind(self, engine: ReplyEngine) -> None:  # noqa: B027 - optional hook
         """Check the strategy against the target model (vocabularies, …) before use."""
 
     def run(
         self,
-        engine: DecodingEngine,
+        engine: ReplyEngine,
         requests: Sequence[Request],
         *,
         reward: Any = None,
@@ -455,7 +461,7 @@ class Strategy(ABC):  # noqa: B024 - a strategy implements decode() or overrides
         return self.decode(engine, requests, reward, hooks or Hooks())
 
     def decode(
-        self, engine: DecodingEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
+        self, engine: ReplyEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
     ) -> list[Result]:
         """The strategy's algorithm, called by :meth:`run` with ``reward`` checked
         (None when the strategy needs none and got none) and ``hooks`` never None."""

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from ..errors import InvalidInputError
 from . import strategy_parts as parts
 from .base import EVENT_SCORED, Hooks, Request, Result, RewardCall, Strategy, score_together
-from .engine import DecodingEngine
+from .engine import ReplyEngine
 
 __all__ = ["BestOfN"]
 
@@ -70,7 +70,7 @@ class BestOfN(Strategy):
         return size
 
     def decode(
-        self, engine: DecodingEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
+        self, engine: ReplyEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
     ) -> list[Result]:
         return parts.decode_batches(engine, requests, reward, hooks, self._decode_batch)
 

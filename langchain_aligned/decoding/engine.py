@@ -55,6 +55,9 @@ class Candidate:
     """Token ids of the rendered prompt."""
     generator: torch.Generator | None = None
     """Source of this candidate's uniforms (None for greedy decoding)."""
+    seed: int | None = None
+    """The seed ``generator`` was made from (an engine that samples elsewhere, such as
+    vLLM, seeds the candidate's request with it); None for greedy decoding."""
     token_ids: list[int] = field(default_factory=list)
     """Generated ids so far (an end-of-sequence token is not included)."""
     token_logprobs: list[float] = field(default_factory=list)
@@ -91,6 +94,9 @@ class EngineCounters:
     """Largest number of rows in one forward pass."""
     peak_cache_slots: int = 0
     """Largest ``rows × slots`` held in a KV cache (memory proxy)."""
+    counts_passes: bool = True
+    """Whether the engine sees its forward passes (a server's are unseen: the pass
+    counts and peaks above then mean nothing, and statistics leave them absent)."""
 
 
 @dataclass(eq=False)
@@ -121,21 +127,52 @@ class DecodeState:
         return self.mask.sum(1)
 
 
-class DecodingEngine:
-    """Batched decoding over one :class:`~langchain_aligned.models.ModelHandle`."""
+class ReplyEngine:
+    """What every engine shares: the model's handle, prompts, and how a candidate's
+    reply grows and ends (end-of-sequence tokens, stop strings, the length cap).
+
+    Sampling, Best-of-N and Speculative Rejection decode through three calls (the
+    engine seam): :meth:`prefill` starts candidates, :meth:`decode` advances every
+    alive row by up to ``max_steps`` tokens, :meth:`select` keeps some rows and drops
+    the others. :class:`DecodingEngine` implements them with its own KV cache; the
+    engines of :mod:`langchain_aligned.engines` implement them over vLLM.
+    """
+
+    name: str = "transformers"
+    """The engine's name in statistics and errors."""
 
     def __init__(self, handle: ModelHandle) -> None:
         self.handle = handle
-        self.model = handle.model
         self.tokenizer = handle.tokenizer
-        self.device = handle.device
         self.vocab_size = handle.vocab_size
         self.eos_ids = frozenset(handle.eos_token_ids)
         self.pad_id = handle.pad_token_id
-        self.lock = threading.RLock()
-        """Serialises forward passes of concurrent requests on one model (optional)."""
-        self.cache_keyword = cache_keyword(self.model)
-        """Keyword under which ``model.forward`` takes the KV cache (see :func:`cache_keyword`)."""
+
+    def prefill(
+        self,
+        candidates: Sequence[Candidate],
+        prompts: Sequence[Sequence[int]] | None = None,
+        counters: EngineCounters | None = None,
+    ) -> DecodeState:
+        """Start a state decoding ``candidates`` (from their prompts, or ``prompts``)."""
+        raise NotImplementedError
+
+    def decode(
+        self,
+        state: DecodeState,
+        params: SamplingParams,
+        max_steps: int | None = None,
+        *,
+        matchers: dict[int, StopMatcher] | None = None,
+        on_step: Callable[[list[Candidate], list[Candidate]], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[Candidate]:
+        """Advance every row by up to ``max_steps`` tokens (see :meth:`DecodingEngine.decode`)."""
+        raise NotImplementedError
+
+    def select(self, state: DecodeState, rows: Sequence[int]) -> None:
+        """Keep only ``rows`` (in that order) and drop the others' work."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ prompts
     def encode(self, text: str) -> list[int]:
@@ -159,6 +196,67 @@ class DecodingEngine:
                 f"The prompt is {len(prompt_ids)} tokens but {self.handle.name} has a "
                 f"context of {limit} tokens; shorten the conversation"
             )
+
+    # ------------------------------------------------------------ reply rules
+    def append(
+        self,
+        candidate: Candidate,
+        tokens: Sequence[int],
+        params: SamplingParams,
+        matchers: dict[int, StopMatcher] | None = None,
+    ) -> bool:
+        """Append accepted tokens to a candidate and finish it if it ends.
+
+        Handles EOS anywhere in ``tokens`` (the rest is dropped), stop strings and
+        the length cap. Returns whether the candidate finished.
+        """
+        for token in tokens:
+            if token in self.eos_ids and not params.ignore_eos:
+                self.finish(candidate, "stop")
+                return True
+            candidate.token_ids.append(int(token))
+            if params.stop:
+                matcher = None if matchers is None else matchers.get(id(candidate))
+                if matcher is None:
+                    matcher = StopMatcher(self.tokenizer, params.stop)
+                    if matchers is not None:
+                        matchers[id(candidate)] = matcher
+                cut = matcher.check(candidate.token_ids)
+                if cut is not None:
+                    self.finish(candidate, "stop", text=cut)
+                    return True
+            if self.room(candidate, params) == 0:
+                self.finish(candidate, "length")
+                return True
+        return False
+
+    def room(self, candidate: Candidate, params: SamplingParams) -> int:
+        """Tokens ``candidate`` may still append before the length cap or the context
+        limit (0 means it is finished by length)."""
+        room = params.max_new_tokens - len(candidate.token_ids)
+        limit = self.handle.context_length
+        if limit is not None:
+            room = min(room, limit - len(candidate.prompt_ids) - len(candidate.token_ids))
+        return max(room, 0)
+
+    def finish(self, candidate: Candidate, reason: str, text: str | None = None) -> None:
+        """Mark a candidate finished and fix its text."""
+        candidate.finish_reason = reason
+        candidate.text = text if text is not None else decode(self.tokenizer, candidate.token_ids)
+
+
+class DecodingEngine(ReplyEngine):
+    """Batched decoding over one :class:`~langchain_aligned.models.ModelHandle`, on this
+    library's own KV cache."""
+
+    def __init__(self, handle: ModelHandle) -> None:
+        super().__init__(handle)
+        self.model = handle.model
+        self.device = handle.device
+        self.lock = threading.RLock()
+        """Serialises forward passes of concurrent requests on one model (optional)."""
+        self.cache_keyword = cache_keyword(self.model)
+        """Keyword under which ``model.forward`` takes the KV cache (see :func:`cache_keyword`)."""
 
     # --------------------------------------------------------------- primitives
     @torch.inference_mode()
@@ -383,52 +481,6 @@ class DecodingEngine:
         if keep:
             self.feed(state, chunks, keep=1)
         return finished
-
-    def append(
-        self,
-        candidate: Candidate,
-        tokens: Sequence[int],
-        params: SamplingParams,
-        matchers: dict[int, StopMatcher] | None = None,
-    ) -> bool:
-        """Append accepted tokens to a candidate and finish it if it ends.
-
-        Handles EOS anywhere in ``tokens`` (the rest is dropped), stop strings and
-        the length cap. Returns whether the candidate finished.
-        """
-        for token in tokens:
-            if token in self.eos_ids and not params.ignore_eos:
-                self.finish(candidate, "stop")
-                return True
-            candidate.token_ids.append(int(token))
-            if params.stop:
-                matcher = None if matchers is None else matchers.get(id(candidate))
-                if matcher is None:
-                    matcher = StopMatcher(self.tokenizer, params.stop)
-                    if matchers is not None:
-                        matchers[id(candidate)] = matcher
-                cut = matcher.check(candidate.token_ids)
-                if cut is not None:
-                    self.finish(candidate, "stop", text=cut)
-                    return True
-            if self.room(candidate, params) == 0:
-                self.finish(candidate, "length")
-                return True
-        return False
-
-    def room(self, candidate: Candidate, params: SamplingParams) -> int:
-        """Tokens ``candidate`` may still append before the length cap or the context
-        limit (0 means it is finished by length)."""
-        room = params.max_new_tokens - len(candidate.token_ids)
-        limit = self.handle.context_length
-        if limit is not None:
-            room = min(room, limit - len(candidate.prompt_ids) - len(candidate.token_ids))
-        return max(room, 0)
-
-    def finish(self, candidate: Candidate, reason: str, text: str | None = None) -> None:
-        """Mark a candidate finished and fix its text."""
-        candidate.finish_reason = reason
-        candidate.text = text if text is not None else decode(self.tokenizer, candidate.token_ids)
 
     def decode(
         self,

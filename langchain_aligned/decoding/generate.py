@@ -17,7 +17,7 @@ from ..errors import InvalidInputError
 from ..models.chat import render_chat
 from ..models.loading import ModelHandle, load_model
 from .base import Conversation, Hooks, Request, Result, Strategy, new_seed
-from .engine import DecodingEngine
+from .engine import DecodingEngine, ReplyEngine
 from .params import SamplingParams
 
 __all__ = ["build_requests", "engine_for", "generate"]
@@ -37,7 +37,7 @@ def engine_for(handle: ModelHandle) -> DecodingEngine:
 
 
 def build_requests(
-    engine: DecodingEngine,
+    engine: ReplyEngine,
     conversations: Sequence[Conversation],
     params: SamplingParams,
     *,
@@ -77,6 +77,8 @@ def generate(
     seed: int | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
     hooks: Hooks | None = None,
+    engine: str = "transformers",
+    engine_kwargs: Mapping[str, Any] | None = None,
     **load_kwargs: Any,
 ) -> list[Result]:
     """Answer each conversation with ``strategy`` (plain sampling by default).
@@ -87,7 +89,14 @@ def generate(
         strategy: a strategy config (``Sampling()``, ``BestOfN(n=8)``, …).
         reward: a ``rewards.RewardScorer`` (required by reward-based strategies).
         seed: makes the call reproducible; every request uses this seed.
-        **load_kwargs: passed to ``load_model`` (device, dtype, device_map, …).
+        engine: ``"transformers"`` (this library's engine, every strategy), ``"vllm"``
+            (vLLM in process) or ``"openai"`` (a vLLM / OpenAI-compatible server); the
+            vLLM engines run Sampling, Best-of-N and Speculative Rejection
+            (docs/scale.md).
+        engine_kwargs: the vLLM engine's ``vllm.LLM`` arguments, or the server's
+            settings (``base_url``, …).
+        **load_kwargs: passed to ``load_model`` (device, dtype, device_map, …) on the
+            transformers engine.
     """
     from .sampling import Sampling
 
@@ -113,8 +122,12 @@ def generate(
         conversations = [conversations]  # type: ignore[list-item,assignment]
     if not isinstance(conversations, Sequence) or len(conversations) == 0:
         raise InvalidInputError("conversations is empty; pass at least one prompt or message list")
-    handle = load_model(model, **load_kwargs)
-    engine = engine_for(handle)
-    strategy.bind(engine)
-    requests = build_requests(engine, conversations, params, seed=seed, tools=tools)  # type: ignore[arg-type]
-    return strategy.run(engine, requests, reward=reward, hooks=hooks)
+    if engine == "transformers" and not engine_kwargs:
+        decoder: ReplyEngine = engine_for(load_model(model, **load_kwargs))
+    else:
+        from ..engines.select import open_engine
+
+        decoder = open_engine(model, engine, engine_kwargs, load_kwargs)
+    strategy.bind(decoder)
+    requests = build_requests(decoder, conversations, params, seed=seed, tools=tools)  # type: ignore[arg-type]
+    return strategy.run(decoder, requests, reward=reward, hooks=hooks)

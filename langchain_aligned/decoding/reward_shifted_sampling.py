@@ -191,6 +191,12 @@ class RewardShiftedSampling(SpeculativeStrategy):
         "PromptSteeredDraft('You are helpful and kind.') or an aligned small model"
     )
 
+    engine_advice: ClassVar[str] = (
+        "its modified acceptance rule (equations 6 and 7) replaces speculative "
+        "sampling's, and vLLM's acceptance rule is not pluggable; use "
+        "engine='transformers' (docs/scale.md)"
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.variant not in VARIANTS:

@@ -13,14 +13,14 @@ from typing import Any, ClassVar
 
 from . import strategy_parts as parts
 from .base import AlignmentStats, Hooks, Request, Result, Strategy, score_replies
-from .engine import Candidate, DecodeState, DecodingEngine
+from .engine import Candidate, DecodeState, ReplyEngine
 from .params import SamplingParams
 
 __all__ = ["Sampling", "decode_candidates"]
 
 
 def decode_candidates(
-    engine: DecodingEngine,
+    engine: ReplyEngine,
     state: DecodeState,
     params: SamplingParams,
     hooks: Hooks,
@@ -51,7 +51,7 @@ class Sampling(Strategy):
     name: ClassVar[str] = "sampling"
 
     def decode(
-        self, engine: DecodingEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
+        self, engine: ReplyEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
     ) -> list[Result]:
         results = parts.decode_batches(engine, requests, reward, hooks, self._decode_batch)
         score_replies(reward, requests, results)

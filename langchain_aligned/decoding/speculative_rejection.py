@@ -73,7 +73,7 @@ from .base import (
     Strategy,
     score_together,
 )
-from .engine import Candidate, DecodeState, DecodingEngine
+from .engine import Candidate, DecodeState, ReplyEngine
 from .params import SamplingParams
 from .text import StopMatcher, decode
 
@@ -113,7 +113,7 @@ class SpeculativeRejection(Strategy):
             )
 
     def decode(
-        self, engine: DecodingEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
+        self, engine: ReplyEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
     ) -> list[Result]:
         return parts.decode_batches(engine, requests, reward, hooks, self._decode_batch)
 
@@ -197,7 +197,7 @@ class SpeculativeRejection(Strategy):
 
     def _rounds(
         self,
-        engine: DecodingEngine,
+        engine: ReplyEngine,
         state: DecodeState,
         pools: Sequence[_Pool],
         reward: Any,
@@ -287,7 +287,7 @@ class SpeculativeRejection(Strategy):
         return math.ceil((1 - Fraction(str(self.rejection_rate))) * pool_size)
 
     def _finish(
-        self, engine: DecodingEngine, pools: Sequence[_Pool], reward: Any, hooks: Hooks
+        self, engine: ReplyEngine, pools: Sequence[_Pool], reward: Any, hooks: Hooks
     ) -> list[Result]:
         # Step 6: score the candidates that finished after the last round (all of them
         # when no round was held, in candidate order — exactly Best-of-N's single
@@ -446,7 +446,7 @@ class _Pool:
             next_decision = max(next_decision, 2 * steps_done)
         self.next_decision = next_decision
 
-    def go_live(self, engine: DecodingEngine, params: SamplingParams, hooks: Hooks) -> None:
+    def go_live(self, engine: ReplyEngine, params: SamplingParams, hooks: Hooks) -> None:
         """Make the one candidate left the reply: no more rounds; stream it if asked."""
         self.live = True
         self.streams = parts.ReplyStreams(hooks, engine.tokenizer, params.stop, self.alive)

@@ -49,7 +49,7 @@ from .base import (
     score_replies,
 )
 from .drafts import BoundDraft, bind_draft
-from .engine import DecodeState, DecodingEngine, EngineCounters
+from .engine import DecodeState, DecodingEngine, EngineCounters, ReplyEngine
 from .params import SamplingParams, draw_uniforms, sample_from, warp
 from .text import StopMatcher
 
@@ -395,13 +395,42 @@ class SpeculativeStrategy(Strategy):
         against: for lossless speculative sampling, the target's distribution p."""
         return _target_distribution
 
-    def bind(self, engine: DecodingEngine) -> None:
+    def bind(self, engine: ReplyEngine) -> None:
         # Binding loads the models and checks their vocabularies, before any decoding.
-        self.models(engine)
+        self.models(self.own_engine(engine))
+
+    def own_engine(self, engine: ReplyEngine) -> DecodingEngine:
+        """``engine`` as this library's transformers engine, which the speculative
+        strategies need: they verify draft tokens against the target's logits by their
+        own acceptance rule, and vLLM computes neither on request.
+
+        Raises:
+            InvalidInputError: ``engine`` is another engine (vLLM, a server).
+        """
+        if isinstance(engine, DecodingEngine):
+            return engine
+        raise self.engine_error(engine.name)
+
+    def engine_error(self, engine_name: str) -> InvalidInputError:
+        """The error for running this strategy on the engine named ``engine_name``."""
+        return InvalidInputError(
+            f"{type(self).__name__} needs the transformers engine, not {engine_name!r}: "
+            f"{self.engine_advice}"
+        )
+
+    engine_advice: ClassVar[str] = (
+        "its draft tokens are verified by this library's acceptance rule against the "
+        "target's logits; use engine='transformers', or vLLM's own lossless "
+        "speculative decoding: Sampling() with engine_kwargs={'speculative_config': "
+        "{'model': DRAFT, 'num_speculative_tokens': 4, 'method': 'draft_model'}} "
+        "(docs/scale.md)"
+    )
+    """Why another engine cannot run the strategy, and what to do instead."""
 
     def decode(
-        self, engine: DecodingEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
+        self, engine: ReplyEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
     ) -> list[Result]:
+        engine = self.own_engine(engine)
         draft, references = self.models(engine)
         results = run_speculative(
             self.name,

@@ -16,7 +16,7 @@ from rewards.base import RecordedLogprobs
 
 from ..errors import InvalidInputError
 from .base import EVENT_DONE, AlignmentStats, Hooks, Request, Result, new_batch_id
-from .engine import Candidate, DecodeCancelled, DecodingEngine, EngineCounters
+from .engine import Candidate, DecodeCancelled, EngineCounters, ReplyEngine
 from .params import SamplingParams
 from .text import TextStream
 
@@ -68,7 +68,7 @@ def _is_count(value: Any) -> bool:
 
 
 def recorded_for(
-    engine: DecodingEngine, request: Request, candidates: Sequence[Candidate], texts: Sequence[str]
+    engine: ReplyEngine, request: Request, candidates: Sequence[Candidate], texts: Sequence[str]
 ) -> RecordedLogprobs:
     """The log-probabilities decoding recorded for ``candidates`` (whose texts are
     ``texts``), for a reward call over them: candidates with an unrecorded token
@@ -104,7 +104,7 @@ def batches_by_params(requests: Sequence[Request]) -> dict[SamplingParams, list[
 class Batch:
     """One batch of a call: which requests it decodes and what decoding them needs."""
 
-    engine: DecodingEngine
+    engine: ReplyEngine
     """The target's engine."""
     requests: Sequence[Request]
     """Every request of the call (candidates and events use indices into it)."""
@@ -129,7 +129,7 @@ class Batch:
 
 
 def decode_batches(
-    engine: DecodingEngine,
+    engine: ReplyEngine,
     requests: Sequence[Request],
     reward: Any,
     hooks: Hooks,

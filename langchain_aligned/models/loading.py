@@ -27,7 +27,10 @@ __all__ = [
     "ModelSource",
     "clear_model_cache",
     "load_model",
+    "model_location",
     "quiet_short_load",
+    "remote_handle",
+    "reply_end_ids",
     "resolve_device",
     "resolve_dtype",
 ]
@@ -158,11 +161,16 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    return reply_end_ids(tokenizer, getattr(model, "generation_config", None))
+
+
+def reply_end_ids(tokenizer: Any, generation_config: Any = None) -> frozenset[int]:
+    """Every token id that ends a reply: the tokenizer's EOS, the generation config's
+    EOS ids, and the end-of-turn token of the common chat formats."""
     ids: set[int] = set()
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
-    gen = getattr(model, "generation_config", None)
-    eos = getattr(gen, "eos_token_id", None)
+    eos = getattr(generation_config, "eos_token_id", None)
     if isinstance(eos, int):
         ids.add(eos)
     elif isinstance(eos, list | tuple):
@@ -208,6 +216,55 @@ def _make_handle(model: Any, tokenizer: Any, name: str) -> ModelHandle:
         pad_token_id=int(pad),
         context_length=int(context) if context else None,
     )
+
+
+def remote_handle(
+    model: Any, tokenizer: Any, name: str, *, context_length: int | None, location: str
+) -> ModelHandle:
+    """The handle of a model whose weights another engine holds (vLLM in process, a
+    server): its tokenizer, reply-ending ids and context; ``model`` is the engine's
+    object (the identity recorded log-probabilities are keyed by)."""
+    generation_config = None
+    if Path(location).is_dir():
+        with contextlib.suppress(Exception):
+            from transformers import GenerationConfig
+
+            generation_config = GenerationConfig.from_pretrained(location)
+    eos = reply_end_ids(tokenizer, generation_config)
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = next(iter(sorted(eos)), 0)
+    return ModelHandle(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        eos_token_ids=eos,
+        pad_token_id=int(pad),
+        context_length=context_length,
+    )
+
+
+def model_location(source: ModelSource) -> str:
+    """Where an engine that loads weights itself (vLLM) finds ``source``: the folder of
+    an embedded alias, else the Hugging Face id or path as given.
+
+    Raises:
+        InvalidInputError: ``source`` is a loaded model: another engine cannot use
+            weights this process already holds; pass their id or folder.
+    """
+    if isinstance(source, Path):
+        source = str(source)
+    if not isinstance(source, str) or not source.strip():
+        raise InvalidInputError(
+            f"model={source!r}: the vLLM engines load the weights themselves, so pass a "
+            "Hugging Face id, a local folder or an embedded alias "
+            f"({', '.join(sorted(EMBEDDED_MODELS))}), not a loaded model"
+        )
+    if source in EMBEDDED_MODELS:
+        return str(embedded_model_path(source))
+    return source
 
 
 def _freeze(value: Any) -> Any:
