@@ -31,6 +31,7 @@ from .tool_call import (
     format_tool_call,
     parse_tool_calls,
 )
+from .vllm_reward import VLLMRewardScorer
 
 __all__ = [
     "CachedScorer",
@@ -50,6 +51,7 @@ __all__ = [
     "SentimentScorer",
     "ToolCallMatch",
     "ToolCallScorer",
+    "VLLMRewardScorer",
     "WeightedScorer",
     "conversation_to_messages",
     "default_scorer",

@@ -24,7 +24,40 @@ from .base import (
     conversation_to_messages,
 )
 
-__all__ = ["RewardModelScorer"]
+__all__ = ["RewardModelScorer", "head_index", "reward_model_text"]
+
+
+def reward_model_text(tokenizer: Any, conversation: Conversation, completion: str) -> str:
+    """What a reward model reads for one reply: its own chat template around the
+    conversation and the reply when it has one, else ``"User: …\\n\\nAssistant: …"``."""
+    messages = [
+        *conversation_to_messages(conversation),
+        {"role": "assistant", "content": completion},
+    ]
+    if getattr(tokenizer, "chat_template", None):
+        return str(tokenizer.apply_chat_template(messages, tokenize=False))
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def head_index(head: int | str | None, labels: dict[Any, str], outputs: int) -> int:
+    """The output a scorer reads: ``head`` by index or label name, 0 when None.
+
+    Raises:
+        InvalidScorerConfig: no such output.
+    """
+    if isinstance(head, str):
+        matches = [int(k) for k, v in labels.items() if v == head]
+        if not matches:
+            raise InvalidScorerConfig(
+                f"head={head!r} is not one of the model's outputs {sorted(labels.values())}"
+            )
+        return matches[0]
+    index = 0 if head is None else int(head)
+    if not 0 <= index < outputs:
+        raise InvalidScorerConfig(
+            f"head={head!r} is out of range for a model with {outputs} outputs"
+        )
+    return index
 
 
 class RewardModelScorer(RewardScorer):
@@ -94,19 +127,7 @@ class RewardModelScorer(RewardScorer):
             model.eval()
             labels = getattr(model.config, "id2label", None) or {}
             outputs = int(getattr(model.config, "num_labels", 1))
-            if isinstance(self.head, str):
-                matches = [int(k) for k, v in labels.items() if v == self.head]
-                if not matches:
-                    raise InvalidScorerConfig(
-                        f"head={self.head!r} is not one of the model's outputs {sorted(labels.values())}"
-                    )
-                head = matches[0]
-            else:
-                head = 0 if self.head is None else int(self.head)
-                if not 0 <= head < outputs:
-                    raise InvalidScorerConfig(
-                        f"head={self.head!r} is out of range for a model with {outputs} outputs"
-                    )
+            head = head_index(self.head, labels, outputs)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             tokenizer.truncation_side = "left"
@@ -116,13 +137,7 @@ class RewardModelScorer(RewardScorer):
             return self._loaded
 
     def format(self, tokenizer: Any, conversation: Conversation, completion: str) -> str:
-        messages = [
-            *conversation_to_messages(conversation),
-            {"role": "assistant", "content": completion},
-        ]
-        if getattr(tokenizer, "chat_template", None):
-            return str(tokenizer.apply_chat_template(messages, tokenize=False))
-        return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+        return reward_model_text(tokenizer, conversation, completion)
 
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
         return self._score_batch([(conversation, completions)])[0]

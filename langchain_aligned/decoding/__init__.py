@@ -1,6 +1,6 @@
 """Decoding: the shared engine and one module per strategy (no LangChain here).
 
-Modules: ``engine`` (the batched, KV-cached decoder), ``params`` (sampling
+Modules: ``engine`` (the engine seam and the batched, KV-cached decoder), ``params`` (sampling
 parameters, logits to tokens), ``text`` (stop strings, streaming), ``base``
 (requests, results, statistics, hooks, :class:`Strategy`), ``strategy_parts`` (what
 the strategies share), one module per strategy (``sampling``, ``best_of_n``,
@@ -77,6 +77,23 @@ Batches and forward passes
 * **per-batch statistics** — the work of the forward passes a request shared with
   the rest of its batch (``PER_BATCH_FIELDS`` in ``base``): every result of one batch
   reports the same figures, which ``sum_stats`` counts once per batch.
+
+Engines
+-------
+
+* **engine** — what decodes a batch's candidates: this library's transformers engine
+  (:class:`DecodingEngine`, its own KV cache), vLLM in process, or a vLLM server
+  (``langchain_aligned.engines``), chosen with ``engine=``.
+* **engine seam** — the three calls Sampling, Best-of-N and Speculative Rejection
+  decode through (:class:`~.engine.ReplyEngine`): ``prefill`` starts candidates,
+  ``decode`` advances every alive row by up to ``max_steps`` tokens, ``select`` keeps
+  some rows and drops the others' work.
+* **stream** — on a vLLM engine, the tokens one candidate's request sends back (one
+  request per candidate, seeded with the candidate's seed). A stream may run ahead of
+  the strategy; **lockstep** consumption takes the next token of every alive row per
+  step, so a step means the same on every engine.
+* **abort** — ending a candidate's request on a vLLM engine (a rejected candidate, a
+  reply that ended by a stop string), which frees its KV blocks.
 
 Logits and tokens
 -----------------

@@ -215,29 +215,21 @@ class VLLMEngine(StreamedEngine):
     def start_requests(self, state: StreamState, params: SamplingParams) -> None:
         from vllm.inputs import TokensPrompt
 
-        # The first candidate of each distinct prompt goes first, and the others join
-        # after its prefill: requests scheduled in one step cannot share blocks that
-        # are not computed yet, while requests added after it hit the prefix cache for
-        # every full block of the prompt (n candidates cost about one prefill).
-        leads: dict[tuple[int, ...], Candidate] = {}
-        for candidate in state.candidates:
-            leads.setdefault(tuple(state.prompts[id(candidate)]), candidate)
-        followers = [c for c in state.candidates if all(c is not lead for lead in leads.values())]
+        # All at once: vLLM's scheduler caches a prompt's full blocks as it allocates
+        # them, so the other candidates of a request hit them in the same step (the
+        # vLLM tests check the prefix-cache hits).
         with self._step_lock:
-            for group in (list(leads.values()), followers):
-                for candidate in group:
-                    request_id = f"aligned-{next(self._ids)}"
-                    state.request_ids[id(candidate)] = request_id
-                    self._routes[request_id] = (state, candidate)
-                    self._engine.add_request(
-                        request_id,
-                        TokensPrompt(prompt_token_ids=state.prompts[id(candidate)]),
-                        self.sampling_params(
-                            params, candidate.seed, self.max_tokens(state, candidate, params)
-                        ),
-                    )
-                if group and followers and group is not followers:
-                    self._step()
+            for candidate in state.candidates:
+                request_id = f"aligned-{next(self._ids)}"
+                state.request_ids[id(candidate)] = request_id
+                self._routes[request_id] = (state, candidate)
+                self._engine.add_request(
+                    request_id,
+                    TokensPrompt(prompt_token_ids=state.prompts[id(candidate)]),
+                    self.sampling_params(
+                        params, candidate.seed, self.max_tokens(state, candidate, params)
+                    ),
+                )
 
     def wait_for_tokens(self, state: StreamState) -> None:
         with self._step_lock:

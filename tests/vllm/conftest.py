@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from vllm_servers import start_server, stop_server
 
 _RUNTIME = Path(tempfile.mkdtemp(prefix="aligned-vllm-"))
 (_RUNTIME / "rpc").mkdir()
@@ -46,9 +45,11 @@ def vllm_engine():
 
 
 @pytest.fixture(scope="session")
-def vllm_server(model_folder, tmp_path_factory):
-    """A vLLM OpenAI-compatible server for the embedded SmolLM2 on 127.0.0.1: its URL."""
+def vllm_server(tmp_path_factory):
+    """A vLLM OpenAI-compatible server for the embedded SmolLM2 on 127.0.0.1 (started
+    here, stopped by its process group): its URL."""
+    from langchain_aligned.engines.serve import VLLMServer
+
     log = tmp_path_factory.mktemp("server") / "vllm-serve.log"
-    process, url = start_server(model_folder, log)
-    yield url
-    stop_server(process)
+    with VLLMServer(MODEL, log_path=log) as server:
+        yield server.url

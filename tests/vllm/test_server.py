@@ -10,10 +10,10 @@ from typing import ClassVar
 
 import httpx
 import pytest
-from vllm_servers import free_port
 
 import rewards
 from langchain_aligned import AlignedChatModel, BestOfN, Sampling, SpeculativeRejection, generate
+from langchain_aligned.engines.serve import free_port
 from langchain_aligned.errors import EngineError, EngineUnavailableError, InvalidInputError
 
 MODEL = "smollm2-135m-instruct"

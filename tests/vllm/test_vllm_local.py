@@ -15,7 +15,7 @@ from langchain_aligned import (
     SpeculativeSampling,
     generate,
 )
-from langchain_aligned.decoding import SamplingParams
+from langchain_aligned.decoding import SamplingParams, build_requests
 from langchain_aligned.decoding.base import Request
 from langchain_aligned.errors import InvalidInputError
 
@@ -68,6 +68,23 @@ def test_rejected_candidates_are_aborted_in_vllm(vllm_engine):
     assert abs((after_bon - before) - ours_bon) <= 16
     assert ours_spr <= after_spr - after_bon <= ours_spr + 16
     assert vllm_engine.metrics().get("vllm:num_requests_running", 0) == 0
+
+
+def test_the_candidates_of_a_request_share_its_prompts_cached_blocks(vllm_engine):
+    # A prompt no other test sends, longer than two 32-token blocks: the first
+    # candidate prefills it, the other seven find its full blocks in the prefix cache.
+    question = "Tell me, in one careful sentence, " + " ".join(
+        f"what the number {i} reminds you of" for i in range(6)
+    )
+    (request,) = build_requests(vllm_engine, [question], SamplingParams(max_new_tokens=4))
+    full_blocks = len(request.prompt_ids) // 32
+    assert full_blocks >= 2
+    before = vllm_engine.metrics()
+    (result,) = run(BestOfN(n=8), questions=[question], max_new_tokens=4)
+    after = vllm_engine.metrics()
+    hits = after["vllm:prefix_cache_hits"] - before["vllm:prefix_cache_hits"]
+    assert hits >= 7 * full_blocks * 32
+    assert result.stats.prefill_passes >= 1
 
 
 def test_seeded_runs_repeat_and_seeds_matter(vllm_engine):
