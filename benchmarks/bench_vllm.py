@@ -197,7 +197,9 @@ def run_its_hub(method, n, tau, prompt, args, url, served, hub_rewards, reward) 
     conversation = [{"role": "user", "content": prompt}]
     before = server_tokens(url)
     start = time.perf_counter()
-    response = asyncio.run(algorithm.ainfer(lm, conversation, budget=n))
+    # A plain prompt: its-hub makes it the user message (its particle filtering takes
+    # no message dicts).
+    response = asyncio.run(algorithm.ainfer(lm, prompt, budget=n))
     wall = time.perf_counter() - start
     tokens = server_tokens(url) - before
     text = _text(response)
