@@ -405,6 +405,62 @@ def structured_section() -> str | None:
     )
 
 
+def vllm_table(data: dict[str, Any]) -> str:
+    """bench_vllm's summary: one line per part, library, engine, method and n."""
+    columns = [
+        Column("part", lambda r: r["part"]),
+        Column("library", lambda r: r["library"]),
+        Column("engine", lambda r: f"`{r['engine']}`"),
+        Column("method", lambda r: r["method"]),
+        Column("n", lambda r: r["n"]),
+        Column(
+            "wall s [95 % CI]",
+            lambda r: f"{r['wall_s']:.2f} [{r['wall_s_ci'][0]:.2f}, {r['wall_s_ci'][1]:.2f}]",
+        ),
+        Column(
+            "÷ our BoN (median)",
+            lambda r: (
+                "–"
+                if r["wall_ratio_to_our_best_of_n"] is None
+                else f"{r['wall_ratio_to_our_best_of_n']:.2f}"
+            ),
+        ),
+        Column("tokens", lambda r: f"{r['tokens']:.0f}"),
+        Column(
+            "reward [95 % CI]",
+            lambda r: f"{r['reward']:.3f} [{r['reward_ci'][0]:.3f}, {r['reward_ci'][1]:.3f}]",
+        ),
+    ]
+    rows = sorted(
+        data["summary"],
+        key=lambda r: (r["part"], r["n"], r["engine"], r["library"], r["method"]),
+    )
+    return table(columns, rows)
+
+
+def vllm_sections() -> list[str]:
+    out = []
+    for path in sorted(RESULTS.glob("vllm_*.json")):
+        data = json.loads(path.read_text())
+        settings = data["settings"]
+        body = (
+            f"{settings['model']}, {settings['prompts']} prompts, {settings['max_new_tokens']} "
+            f"new tokens, τ = {settings['tau']}, temperature {settings['temperature']}, reward "
+            f"{settings['reward']}; vLLM and the server on the same cores. "
+            f"{settings.get('note') or ''}\n\n" + vllm_table(data)
+        )
+        out.append(
+            _section(
+                "vLLM engines, and langchain-aligned vs its-hub on one server",
+                "python -m benchmarks.bench_vllm",
+                path.stem,
+                body,
+                data,
+            )
+        )
+    return out
+
+
 def cookbook_section() -> str | None:
     data = _load("cookbook")
     if data is None:
@@ -429,6 +485,7 @@ def main() -> None:
         engine_section(),
         *rejection_sections(),
         *speed_sections(),
+        *vllm_sections(),
         speculative_section(),
         rewards_section(),
         structured_section(),

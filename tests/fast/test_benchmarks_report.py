@@ -104,3 +104,34 @@ def test_speed_tables_show_every_setting_speedup_and_target():
         "| peak KV cache fraction at equal n | unlimited L=96 n=32 | SpR α=0.5 | 0.43 | ≤ 0.50 | yes |"
         in text
     )
+
+
+def test_vllm_table_shows_each_summary_row_with_its_interval_and_ratio():
+    from benchmarks.report import vllm_table
+
+    row = {
+        "part": "peer",
+        "library": "its-hub",
+        "engine": "openai",
+        "method": "particle_filtering",
+        "n": 8,
+        "wall_s": 12.5,
+        "wall_s_ci": [10.0, 15.0],
+        "wall_ratio_to_our_best_of_n": 1.25,
+        "tokens": 640.0,
+        "reward": 1.5,
+        "reward_ci": [1.25, 1.75],
+    }
+    ours = {
+        **row,
+        "library": "langchain-aligned",
+        "method": "best_of_n",
+        "wall_ratio_to_our_best_of_n": None,
+    }
+    lines = vllm_table({"summary": [row, ours]}).splitlines()
+    assert len(lines) == 4
+    assert (
+        "| peer | its-hub | `openai` | particle_filtering | 8 | 12.50 [10.00, 15.00] | 1.25 | 640 |"
+        in lines[2]
+    )
+    assert "| – |" in lines[3]
