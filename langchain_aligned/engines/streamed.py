@@ -211,11 +211,6 @@ class StreamedEngine(ReplyEngine):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers
-    def max_tokens(self, state: StreamState, candidate: Candidate, params: SamplingParams) -> int:
-        """The tokens a candidate's request may generate: the room the reply rules
-        leave it (the length cap and the context limit)."""
-        return self.room(candidate, params)
-
     def _own(self, state: DecodeState) -> StreamState:
         if not isinstance(state, StreamState):
             raise InvalidInputError(

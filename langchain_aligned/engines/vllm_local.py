@@ -226,9 +226,7 @@ class VLLMEngine(StreamedEngine):
                 self._engine.add_request(
                     request_id,
                     TokensPrompt(prompt_token_ids=state.prompts[id(candidate)]),
-                    self.sampling_params(
-                        params, candidate.seed, self.max_tokens(state, candidate, params)
-                    ),
+                    self.sampling_params(params, candidate.seed, self.room(candidate, params)),
                 )
 
     def wait_for_tokens(self, state: StreamState) -> None:

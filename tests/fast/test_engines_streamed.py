@@ -55,7 +55,7 @@ class LocalStreams(StreamedEngine):
             )
             # The engine knows the length cap it is given, not the stop strings.
             limited = dataclasses.replace(
-                params, stop=(), max_new_tokens=self.max_tokens(state, candidate, params)
+                params, stop=(), max_new_tokens=self.room(candidate, params)
             )
             self.requests[id(candidate)] = (shadow, self.inner.prefill([shadow]), limited)
             self.started += 1
