@@ -25,7 +25,6 @@ import rewards
 from ..decoding.base import Hooks, Result, Strategy
 from ..decoding.params import SamplingParams
 from ..decoding.speculative_rejection import SpeculativeRejection
-from ..decoding.speculative_sampling import SpeculativeStrategy
 from ..engines.select import ENGINE_NAMES
 from ..engines.server import ServerSettings
 from ..errors import InvalidInputError
@@ -174,9 +173,8 @@ class AlignedChatModel(BaseChatModel):
         ):
             raise InvalidInputError(f"seed={self.seed!r} must be an integer or None")
         if self.engine != "transformers":
-            if isinstance(self.strategy, SpeculativeStrategy):
-                raise self.strategy.engine_error(self.engine)
-            self._engine_kwargs()  # bad server settings fail now
+            # Bad server settings, or a strategy the engine cannot run, fail now.
+            self.strategy.engine_settings(self.engine, self._engine_kwargs())
 
     def _engine_kwargs(self) -> dict[str, Any]:
         """The engine's settings, with the server fields for ``engine="openai"``."""

@@ -442,6 +442,18 @@ class Strategy(ABC):  # noqa: B024 - a strategy implements decode() or overrides
     def bind(self, engine: ReplyEngine) -> None:  # noqa: B027 - optional hook
         """Check the strategy against the target model (vocabularies, …) before use."""
 
+    def engine_settings(
+        self, engine: str, engine_kwargs: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """The settings to build the engine named ``engine`` with for this strategy:
+        ``engine_kwargs``, plus what the strategy needs of the engine (speculative
+        sampling on vLLM: the draft).
+
+        Raises:
+            InvalidInputError: the strategy cannot run on that engine.
+        """
+        return dict(engine_kwargs or {})
+
     def run(
         self,
         engine: ReplyEngine,

@@ -122,6 +122,9 @@ def generate(
         conversations = [conversations]  # type: ignore[list-item,assignment]
     if not isinstance(conversations, Sequence) or len(conversations) == 0:
         raise InvalidInputError("conversations is empty; pass at least one prompt or message list")
+    # The strategy may need settings of the engine (speculative sampling on vLLM: the
+    # draft), or refuse it, before anything loads.
+    engine_kwargs = strategy.engine_settings(engine, engine_kwargs)
     if engine == "transformers" and not engine_kwargs:
         decoder: ReplyEngine = engine_for(load_model(model, **load_kwargs))
     else:

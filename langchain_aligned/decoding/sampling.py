@@ -16,7 +16,7 @@ from .base import AlignmentStats, Hooks, Request, Result, Strategy, score_replie
 from .engine import Candidate, DecodeState, ReplyEngine
 from .params import SamplingParams
 
-__all__ = ["Sampling", "decode_candidates"]
+__all__ = ["Sampling", "decode_candidates", "sample_batch"]
 
 
 def decode_candidates(
@@ -58,27 +58,35 @@ class Sampling(Strategy):
         return results
 
     def _decode_batch(self, batch: parts.Batch) -> list[Result]:
-        """Decode the requests of one batch; results in member order."""
-        requests = batch.requests
-        candidates = [requests[i].candidates(i, 1)[0] for i in batch.members]
-        state = batch.engine.prefill(candidates, counters=batch.counters)
-        decode_candidates(
-            batch.engine, state, batch.params, batch.hooks, stream=batch.hooks.streaming
+        return sample_batch(batch, self.name)[0]
+
+
+def sample_batch(
+    batch: parts.Batch, strategy_name: str
+) -> tuple[list[Result], list[Candidate], DecodeState]:
+    """Decode the requests of one batch with one candidate each.
+
+    Returns the results (in member order), their candidates and the decoded state, for
+    a strategy that adds statistics of its own (speculative sampling on vLLM).
+    """
+    requests = batch.requests
+    candidates = [requests[i].candidates(i, 1)[0] for i in batch.members]
+    state = batch.engine.prefill(candidates, counters=batch.counters)
+    decode_candidates(batch.engine, state, batch.params, batch.hooks, stream=batch.hooks.streaming)
+    # The batch's forward passes are shared: each request reports them (one batch
+    # id) and an equal share of the decoding time.
+    share = batch.seconds() / len(candidates)
+    results = []
+    for index, candidate in zip(batch.members, candidates, strict=True):
+        stats = AlignmentStats(
+            strategy=strategy_name,
+            num_candidates=1,
+            tokens_generated=len(candidate.token_ids),
+            tokens_returned=len(candidate.token_ids),
+            prompt_tokens=len(requests[index].prompt_ids),
+            seed=requests[index].seed,
+            generation_seconds=share,
         )
-        # The batch's forward passes are shared: each request reports them (one batch
-        # id) and an equal share of the decoding time.
-        share = batch.seconds() / len(candidates)
-        results = []
-        for index, candidate in zip(batch.members, candidates, strict=True):
-            stats = AlignmentStats(
-                strategy=self.name,
-                num_candidates=1,
-                tokens_generated=len(candidate.token_ids),
-                tokens_returned=len(candidate.token_ids),
-                prompt_tokens=len(requests[index].prompt_ids),
-                seed=requests[index].seed,
-                generation_seconds=share,
-            )
-            stats.add_counters(batch.counters, batch=batch.id)
-            results.append(parts.result_of(candidate, stats))
-        return results
+        stats.add_counters(batch.counters, batch=batch.id)
+        results.append(parts.result_of(candidate, stats))
+    return results, candidates, state

