@@ -132,7 +132,9 @@ Speculative strategies
 * **target** — the model whose distribution the replies follow (p; SSS's π_ref).
 * **draft** — a model sharing the target's vocabulary that proposes tokens for the
   target to verify: a smaller model, or a **prompt-steered draft** — a model (by
-  default the target's weights) with its own system prompt.
+  default the target's weights) with its own system prompt, or a **distilled draft**
+  — the target's first k layers (embeddings, final norm and output head shared),
+  trained on the target's own replies (:func:`langchain_aligned.drafts.distill_draft`).
 * **aligned draft** — SSS's draft π_r^draft, steered or trained towards the reward.
 * **reference** — a model that scores the draft tokens as the target does, for the
   verification: SSS's unaligned **draft reference** π_draft.

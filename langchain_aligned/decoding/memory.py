@@ -8,6 +8,8 @@ budget is what the paper's setting fixes — the memory left for the cache — a
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..errors import InvalidInputError
@@ -17,11 +19,15 @@ __all__ = ["kv_budget_slots"]
 
 
 def kv_budget_slots(
-    handle: ModelHandle, memory_bytes: int | None = None, *, fraction: float = 0.9
+    handle: ModelHandle | Any, memory_bytes: int | None = None, *, fraction: float = 0.9
 ) -> int:
     """The KV-cache slots ``memory_bytes`` hold for ``handle``'s model, or — without
     ``memory_bytes`` on a CUDA device — ``fraction`` of the device's free memory now
     (load the reward models first: their weights take memory too).
+
+    ``handle`` may also be an engine that allocated its own KV cache (vLLM in process:
+    ``kv_capacity_slots``); then the budget is ``fraction`` of that capacity. Divide it
+    by the requests decoded at once for one request's ``memory_budget_slots``.
 
     Raises:
         InvalidInputError: no ``memory_bytes`` off CUDA, a non-positive amount, or a
@@ -29,6 +35,14 @@ def kv_budget_slots(
     """
     if not 0 < fraction <= 1:
         raise InvalidInputError(f"kv_budget_slots(fraction={fraction!r}): use a value in (0, 1]")
+    capacity = getattr(handle, "kv_capacity_slots", None)
+    if isinstance(capacity, int):
+        if memory_bytes is not None:
+            raise InvalidInputError(
+                "kv_budget_slots: an engine with its own KV cache has a capacity in slots; "
+                "pass fraction=, not memory_bytes="
+            )
+        return int(capacity * fraction)
     if memory_bytes is None:
         if handle.device.type != "cuda":
             raise InvalidInputError(

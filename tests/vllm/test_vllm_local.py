@@ -197,3 +197,22 @@ def test_bad_engine_names_and_settings_fail_early():
         AlignedChatModel(engine="vlm")
     with pytest.raises(InvalidInputError, match="engine_kwargs"):
         generate(MODEL, "hi", engine="vllm", engine_kwargs=["tensor_parallel_size"])
+
+
+def test_the_memory_rule_can_take_vllms_kv_capacity(vllm_engine):
+    from langchain_aligned import kv_budget_slots
+
+    capacity = vllm_engine.kv_capacity_slots
+    # 2 GiB of fp32 KV cache for SmolLM2 (30 layers, 3 KV heads of 64): 2 * 30 * 3 * 64
+    # * 4 bytes = 46080 bytes a slot, so about 46 600 slots.
+    assert 40_000 < capacity < 50_000
+    assert kv_budget_slots(vllm_engine, fraction=0.5) == capacity // 2
+    with pytest.raises(InvalidInputError, match="pass fraction="):
+        kv_budget_slots(vllm_engine, 10**9)
+    # One request with 0.5 % of the cache: the memory rule holds rounds within it, up
+    # to the token each of the 4 streams may run ahead of the lockstep (measured: 236
+    # slots for a budget of 232), which vLLM's cache really holds.
+    budget = kv_budget_slots(vllm_engine, fraction=0.005)
+    strategy = SpeculativeRejection(n=4, memory_budget_slots=budget)
+    (result,) = run(strategy, questions=QUESTIONS[:1], max_new_tokens=64)
+    assert result.stats.rounds and result.stats.peak_cache_slots <= budget + 4

@@ -1,0 +1,40 @@
+"""The drafts command line on a tiny model saved to a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tiny import tiny_pair
+
+from langchain_aligned.drafts.__main__ import main
+
+
+@pytest.fixture()
+def target_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANGCHAIN_ALIGNED_CACHE", str(tmp_path / "cache"))
+    model, tokenizer = tiny_pair(5, layers=3)
+    folder = tmp_path / "target"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_distill_prints_the_cached_folder(target_folder, capsys):
+    args = ["distill", target_folder, "--num-layers", "1", "--epochs", "1"]
+    args += ["--replies-per-prompt", "1", "--max-new-tokens", "4", "--quiet"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    folder = first.out.strip()
+    assert (Path(folder) / "model.safetensors").is_file()
+    assert '"cached": false' in first.err
+    assert main(args) == 0
+    again = capsys.readouterr()
+    assert again.out.strip() == folder and '"cached": true' in again.err
+
+
+def test_bad_input_is_a_named_error(target_folder, capsys):
+    assert main(["distill", target_folder, "--num-layers", "3", "--quiet"]) == 2
+    assert "num_layers=3" in capsys.readouterr().err
+    assert main(["distill", target_folder, "--epochs", "0", "--quiet"]) == 2
+    assert "epochs=0" in capsys.readouterr().err
