@@ -38,6 +38,7 @@ import torch
 from ..errors import InvalidInputError
 from ..models.cache import cache_dir, file_lock, write_folder
 from ..models.loading import ModelHandle, load_model
+from ..models.restricted_head import HEAD_TOKENS_FILE
 from .prompts import DISTILL_PROMPTS
 
 __all__ = ["DistillConfig", "DistillReport", "distill_draft", "init_draft", "teacher_examples"]
@@ -71,6 +72,11 @@ class DistillConfig:
     train_embeddings: bool = False
     """Whether the embeddings and the output head train too (by default they stay the
     target's, so the draft shares them exactly and trains faster)."""
+    head_tokens: int | None = None
+    """M: keep only the M tokens with the most teacher probability mass (end-of-sequence
+    and special tokens always) in the draft's output head, which then costs vocab / M
+    times less (``models.restricted_head``); None keeps the whole vocabulary. The draft
+    gives the other tokens probability 0; speculative sampling stays exact."""
     seed: int = 0
     """Seeds the replies (seed + r for the r-th reply of each prompt) and the order of
     the training batches."""
@@ -85,6 +91,8 @@ class DistillConfig:
             positive(name)
         positive("epochs")
         positive("batch_size")
+        if self.head_tokens is not None:
+            positive("head_tokens")
         if not self.prompts or not all(isinstance(p, str) and p.strip() for p in self.prompts):
             raise InvalidInputError(
                 "DistillConfig(prompts=...) must be a non-empty tuple of non-empty strings"
@@ -118,6 +126,8 @@ class DistillReport:
     """Mean loss of each optimiser step, in order."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time per phase: ``teacher`` (the replies and their scoring), ``training``."""
+    head_tokens: list[int] | None = None
+    """The token ids the draft's output head keeps (None: every token)."""
     cached: bool = False
     """Whether this call loaded the draft from the cache instead of training it."""
 
@@ -308,6 +318,26 @@ def train_draft(
     return losses
 
 
+def head_token_ids(
+    handle: ModelHandle, examples: Sequence[TeacherExample], count: int
+) -> list[int]:
+    """The ``count`` tokens with the most teacher probability mass over ``examples``
+    (their top-K lists), with every end-of-sequence and special token added."""
+    mass = torch.zeros(handle.logits_size)
+    for example in examples:
+        mass.index_add_(0, example.top_ids.reshape(-1), example.top_logprobs.exp().reshape(-1))
+    always = set(handle.eos_token_ids) | set(getattr(handle.tokenizer, "all_special_ids", []))
+    always = {t for t in always if 0 <= t < handle.logits_size}
+    ranked = [int(t) for t in mass.argsort(descending=True) if mass[t] > 0]
+    chosen = list(always)
+    for token in ranked:
+        if len(chosen) >= max(count, len(always)):
+            break
+        if token not in always:
+            chosen.append(token)
+    return sorted(chosen)
+
+
 def weights_fingerprint(handle: ModelHandle) -> str:
     """A short hash of the target's configuration and weights (every tensor's shape
     and a strided sample of its values), which keys its drafts in the cache."""
@@ -385,9 +415,14 @@ def distill_draft(
         finally:
             bar.close()
 
+        if config.head_tokens is not None:
+            report.head_tokens = head_token_ids(handle, examples, config.head_tokens)
+
         def save(tmp: Path) -> None:
             draft.save_pretrained(tmp, safe_serialization=True)
             handle.tokenizer.save_pretrained(tmp)
+            if report.head_tokens is not None:
+                (tmp / HEAD_TOKENS_FILE).write_text(json.dumps(report.head_tokens))
             # Written last: a folder with its report is complete.
             (tmp / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2, default=list))
 

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import InvalidInputError, ModelLoadError
 from .embedded import EMBEDDED_MODELS, embedded_model_path
+from .restricted_head import apply_saved_head
 
 __all__ = [
     "ModelHandle",
@@ -77,7 +78,9 @@ class ModelHandle:
     @property
     def logits_size(self) -> int:
         """Width of the model's output logits (may exceed :attr:`vocab_size`)."""
-        return int(self.model.get_output_embeddings().weight.shape[0])
+        head = self.model.get_output_embeddings()
+        # A restricted head (models.restricted_head) keeps fewer rows than logits.
+        return int(getattr(head, "vocab", None) or head.weight.shape[0])
 
     @property
     def kv_bytes_per_slot(self) -> int:
@@ -439,6 +442,9 @@ def _load_uncached(
             + (" HF_HUB_OFFLINE is set." if offline else "")
             + f" Underlying error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
+    if Path(location).is_dir():
+        # A draft saved with a restricted output head (drafts.distill_draft).
+        apply_saved_head(model, location)
     if device_map is None and quantization_config is None:
         model.to(device)  # type: ignore[arg-type]
     return _make_handle(model, tokenizer, name)

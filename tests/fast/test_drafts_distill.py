@@ -130,3 +130,23 @@ def test_bad_settings_are_named():
         DistillConfig(prompts=())
     with pytest.raises(InvalidInputError, match=r"unknown settings \['epoch'\]"):
         distill_draft("unused", 2, epoch=3)
+
+
+def test_a_restricted_head_keeps_the_heavy_tokens_and_loads_restricted(target):
+    from langchain_aligned.models.restricted_head import RestrictedHead
+
+    report = distill_draft(target, 2, **{**SETTINGS, "epochs": 1, "head_tokens": 20})
+    kept = report.head_tokens
+    # 20 tokens, every end-of-sequence and special token among them.
+    assert len(kept) == 20 and set(target.eos_token_ids) <= set(kept)
+    draft = load_model(report.folder)
+    head = draft.model.get_output_embeddings()
+    assert isinstance(head, RestrictedHead) and head.weight.shape[0] == 20
+    ids = torch.tensor([[4, 10, 11, 12]])
+    with torch.no_grad():
+        logits = draft.model(input_ids=ids).logits[0, -1]  # [vocab]
+    assert logits.shape[-1] == target.logits_size
+    assert torch.isfinite(logits[kept]).all()
+    outside = torch.ones_like(logits, dtype=torch.bool)
+    outside[kept] = False
+    assert torch.isneginf(logits[outside]).all()
