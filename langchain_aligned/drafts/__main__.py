@@ -31,6 +31,9 @@ def parser() -> argparse.ArgumentParser:
     distill.add_argument("--learning-rate", type=float, default=defaults["learning_rate"])
     distill.add_argument("--temperature", type=float, default=defaults["temperature"])
     distill.add_argument("--train-embeddings", action="store_true")
+    distill.add_argument(
+        "--head-tokens", type=int, default=None, help="keep M tokens in the output head"
+    )
     distill.add_argument("--quiet", action="store_true", help="no progress bar")
     return root
 
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             learning_rate=args.learning_rate,
             temperature=args.temperature,
             train_embeddings=args.train_embeddings,
+            head_tokens=args.head_tokens,
             progress=not args.quiet,
             **settings,
         )

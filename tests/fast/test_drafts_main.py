@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,13 @@ def target_folder(tmp_path, monkeypatch):
 
 def test_distill_prints_the_cached_folder(target_folder, capsys):
     args = ["distill", target_folder, "--num-layers", "1", "--epochs", "1"]
-    args += ["--replies-per-prompt", "1", "--max-new-tokens", "4", "--quiet"]
+    args += ["--replies-per-prompt", "1", "--max-new-tokens", "4", "--head-tokens", "30"]
+    args += ["--quiet"]
     assert main(args) == 0
     first = capsys.readouterr()
     folder = first.out.strip()
     assert (Path(folder) / "model.safetensors").is_file()
+    assert len(json.loads((Path(folder) / "head_tokens.json").read_text())) == 30
     assert '"cached": false' in first.err
     assert main(args) == 0
     again = capsys.readouterr()
