@@ -309,20 +309,8 @@ def run_speculative(
                 candidate, [*draft_ids[row][:n], new_tokens[row]], params, matchers
             )
             kept = min(n, len(candidate.token_ids) - before)
-            proposed = own_gamma[row]
-            request_stats = stats[candidate.request]
-            if proposed:
-                request_stats.draft_tokens_proposed += proposed
-                request_stats.draft_tokens_accepted += kept
-                request_stats.acceptance_per_step.append(kept / proposed)
-            hooks.event(
-                EVENT_VERIFY,
-                {
-                    "request": candidate.request,
-                    "proposed": proposed,
-                    "accepted": kept,
-                    "step": step,
-                },
+            record_verification(
+                stats[candidate.request], hooks, candidate.request, step, own_gamma[row], kept
             )
             streams.send(candidate, done)
             if not done:
@@ -345,6 +333,21 @@ def run_speculative(
         hooks.event(EVENT_DONE, {"request": candidate.request, "stats": request_stats.to_dict()})
         results.append(parts.result_of(candidate, request_stats))
     return results
+
+
+def record_verification(
+    stats: AlignmentStats, hooks: Hooks, request: int, step: int, proposed: int, accepted: int
+) -> None:
+    """Count one verification step of a request (``proposed`` = γ_r draft tokens, of
+    which ``accepted`` are kept in the reply) and send its ``aligned.verify`` event."""
+    if proposed:
+        stats.draft_tokens_proposed += proposed
+        stats.draft_tokens_accepted += accepted
+        stats.acceptance_per_step.append(accepted / proposed)
+    hooks.event(
+        EVENT_VERIFY,
+        {"request": request, "proposed": proposed, "accepted": accepted, "step": step},
+    )
 
 
 def _stack(

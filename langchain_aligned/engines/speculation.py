@@ -31,10 +31,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..decoding import strategy_parts as parts
-from ..decoding.base import EVENT_DONE, EVENT_VERIFY, Hooks, Request, Result
+from ..decoding.base import EVENT_DONE, Hooks, Request, Result
 from ..decoding.drafts import PromptSteeredDraft
 from ..decoding.engine import ReplyEngine
 from ..decoding.sampling import sample_batch
+from ..decoding.speculative_sampling import record_verification
 from ..errors import InvalidInputError
 from ..models.loading import model_location
 from .streamed import StreamState
@@ -217,18 +218,7 @@ def decode_with_engine_drafts(
                 len(candidate.token_ids),
             )
             for step, (proposed, accepted) in enumerate(steps, start=1):
-                stats.draft_tokens_proposed += proposed
-                stats.draft_tokens_accepted += accepted
-                stats.acceptance_per_step.append(accepted / proposed)
-                hooks.event(
-                    EVENT_VERIFY,
-                    {
-                        "request": candidate.request,
-                        "proposed": proposed,
-                        "accepted": accepted,
-                        "step": step,
-                    },
-                )
+                record_verification(stats, hooks, candidate.request, step, proposed, accepted)
             hooks.event(EVENT_DONE, {"request": candidate.request, "stats": stats.to_dict()})
         return results
 
