@@ -122,6 +122,12 @@ def generate(
         conversations = [conversations]  # type: ignore[list-item,assignment]
     if not isinstance(conversations, Sequence) or len(conversations) == 0:
         raise InvalidInputError("conversations is empty; pass at least one prompt or message list")
+    if engine_kwargs is not None and not isinstance(engine_kwargs, Mapping):
+        raise InvalidInputError(
+            f"engine_kwargs={engine_kwargs!r} must be a dict of the engine's settings, e.g. "
+            "{'tensor_parallel_size': 2} for engine='vllm' or {'base_url': ...} for "
+            "engine='openai'"
+        )
     # The strategy may need settings of the engine (speculative sampling on vLLM: the
     # draft), or refuse it, before anything loads.
     engine_kwargs = strategy.engine_settings(engine, engine_kwargs)

@@ -148,7 +148,7 @@ def check_sampling(engine: ReplyEngine, requests: Sequence[Request]) -> None:
     vLLM 0.32's CPU build verifies greedy draft tokens correctly but samples wrongly
     with speculative decoding at temperature > 0: with the target itself as its draft
     (every draft token should be accepted) it accepts a minority and returns text no
-    longer drawn from the target (tests/vllm/test_speculation.py keeps the measurement
+    longer drawn from the target (tests/vllm/test_vllm_speculation.py keeps the measurement
     as a strict expected failure). A silent wrong distribution is worse than an error.
 
     Raises:
@@ -159,7 +159,7 @@ def check_sampling(engine: ReplyEngine, requests: Sequence[Request]) -> None:
         raise InvalidInputError(
             f"SpeculativeSampling at temperature={sampled[0]} on vLLM's CPU build: its "
             "speculative decoding samples from the wrong distribution at temperature > 0 "
-            "(measured in tests/vllm/test_speculation.py; docs/scale.md); use "
+            "(measured in tests/vllm/test_vllm_speculation.py; docs/scale.md); use "
             "temperature=0, engine='transformers', or vLLM on a GPU"
         )
 

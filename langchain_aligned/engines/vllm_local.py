@@ -173,7 +173,12 @@ class VLLMEngine(StreamedEngine):
 
     def metrics(self) -> dict[str, float]:
         """vLLM's counters and gauges by name (``vllm:generation_tokens``,
-        ``vllm:prefix_cache_hits``, ``vllm:num_requests_running``, …)."""
+        ``vllm:prefix_cache_hits``, ``vllm:num_requests_running``, …).
+
+        vLLM keeps them in one process-wide Prometheus registry, which each new engine
+        takes over: once a second engine is built in the process (another model, or
+        other settings such as a speculative draft), this reads the newest engine's
+        counters, not this one's."""
         values: dict[str, float] = {}
         for metric in self.llm.get_metrics():
             value = getattr(metric, "value", None)

@@ -1,6 +1,6 @@
 """SpeculativeSampling mapped to vLLM's own speculative decoding: the settings, the
 errors and the statistics read back from vLLM's streams (the engine itself is tested
-in tests/vllm/test_speculation.py)."""
+in tests/vllm/test_vllm_speculation.py)."""
 
 from __future__ import annotations
 
@@ -98,3 +98,10 @@ def test_verification_steps_follow_the_transformers_engines_accounting(
     # reply, which also holds one sampled token per step (prefill's included).
     assert all(0 <= a <= p <= 3 for p, a in steps)
     assert sum(a for _, a in steps) <= max(reply_length - 1, 0)
+
+
+def test_engine_settings_that_are_not_a_dict_fail_before_anything_loads():
+    from langchain_aligned import generate
+
+    with pytest.raises(InvalidInputError, match=r"engine_kwargs=\['tensor_parallel_size'\]"):
+        generate(MODEL, "hi", engine="vllm", engine_kwargs=["tensor_parallel_size"])

