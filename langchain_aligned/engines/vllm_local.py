@@ -165,6 +165,19 @@ class VLLMEngine(StreamedEngine):
         self._ids = itertools.count()
 
     @property
+    def speculative_config(self) -> Any:
+        """vLLM's speculative-decoding config of this engine (None: it does not
+        speculate)."""
+        return getattr(self._engine.vllm_config, "speculative_config", None)
+
+    @property
+    def device_type(self) -> str | None:
+        """The device type the engine runs on (``"cuda"``, ``"cpu"``, …)."""
+        return getattr(
+            getattr(self._engine.vllm_config, "device_config", None), "device_type", None
+        )
+
+    @property
     def kv_capacity_slots(self) -> int:
         """Slots (token positions of one row) vLLM's KV cache holds: blocks × block size.
         Speculative Rejection's ``memory_budget_slots`` can be a share of it."""

@@ -16,6 +16,7 @@ such a head by :func:`~langchain_aligned.models.load_model`. Other loaders (vLLM
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,13 @@ import torch
 
 from ..errors import InvalidInputError
 
-__all__ = ["HEAD_TOKENS_FILE", "RestrictedHead", "apply_saved_head", "restrict_head"]
+__all__ = [
+    "HEAD_TOKENS_FILE",
+    "RestrictedHead",
+    "apply_saved_head",
+    "restrict_head",
+    "unrestricted_copy",
+]
 
 HEAD_TOKENS_FILE = "head_tokens.json"
 """The file of a model folder listing the token ids its output head keeps."""
@@ -46,6 +53,10 @@ class RestrictedHead(torch.nn.Module):
             )
         self.vocab = vocab
         """Logits per position, as the full head gives."""
+        # Held outside the module tree (not a submodule, not in the state dict): the
+        # full head a training copy needs back (``unrestricted_copy``). For a tied head
+        # it is the embedding matrix, so keeping it costs no memory.
+        self._full_head: tuple[torch.nn.Linear] = (head,)
         index = torch.tensor(ids, device=head.weight.device)
         self.register_buffer("token_ids", index)
         self.weight = torch.nn.Parameter(head.weight.detach()[index].clone(), requires_grad=False)
@@ -55,6 +66,11 @@ class RestrictedHead(torch.nn.Module):
             if bias is not None
             else None
         )
+
+    @property
+    def full_head(self) -> torch.nn.Linear:
+        """The head this one was cut from (every token's row)."""
+        return self._full_head[0]
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         kept = torch.nn.functional.linear(hidden, self.weight, self.bias)  # [..., M]
@@ -79,3 +95,17 @@ def apply_saved_head(model: Any, folder: str | Path) -> bool:
         return False
     restrict_head(model, json.loads(path.read_text()))
     return True
+
+
+def unrestricted_copy(model: Any) -> Any:
+    """A deep copy of ``model`` with its full output head back if it has a
+    :class:`RestrictedHead` (training and ``save_pretrained`` need the full head; the
+    kept ids stay in the folder's :data:`HEAD_TOKENS_FILE`)."""
+    head = model.get_output_embeddings()
+    if not isinstance(head, RestrictedHead):
+        return copy.deepcopy(model)
+    model.set_output_embeddings(head.full_head)
+    try:
+        return copy.deepcopy(model)
+    finally:
+        model.set_output_embeddings(head)

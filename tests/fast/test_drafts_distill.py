@@ -4,7 +4,9 @@ towards it, is saved, loads, and is reused from the cache."""
 from __future__ import annotations
 
 import json
+import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,9 +118,13 @@ def test_distillation_trains_towards_the_target_saves_and_is_cached(target):
     again = distill_draft(target, 2, **SETTINGS)
     assert again.cached and again.folder == report.folder and again.losses == losses
     assert draft_path.stat().st_mtime_ns == modified
-    # Other settings are another draft.
+    # Other settings are another draft; training settings reuse the teacher data (the
+    # same replies and top-K, so the same tokens), teacher settings do not.
+    assert not report.teacher_cached
     other = distill_draft(target, 2, **{**SETTINGS, "epochs": 1})
     assert other.folder != report.folder and not other.cached
+    assert other.teacher_cached and other.tokens == report.tokens
+    assert not distill_draft(target, 2, **{**SETTINGS, "epochs": 1, "top_k": 8}).teacher_cached
 
 
 def test_bad_settings_are_named():
@@ -150,3 +156,36 @@ def test_a_restricted_head_keeps_the_heavy_tokens_and_loads_restricted(target):
     outside = torch.ones_like(logits, dtype=torch.bool)
     outside[kept] = False
     assert torch.isneginf(logits[outside]).all()
+
+
+def test_a_restricted_head_is_trained_as_it_decodes(target):
+    """With head_tokens the loss is the restricted draft's own: its softmax over the
+    kept tokens, against the teacher's top-K renormalised over the kept ones."""
+    from langchain_aligned.drafts.distill import head_token_ids, train_draft
+    from langchain_aligned.models.restricted_head import restrict_head
+
+    config = DistillConfig(
+        prompts=PROMPTS[:8], replies_per_prompt=1, max_new_tokens=12, top_k=16, batch_size=8
+    )
+    examples = teacher_examples(target, config)
+    kept = head_token_ids(target, examples, 20)
+    draft = init_draft(target.model, 2)
+    restricted = init_draft(target.model, 2)
+    restrict_head(restricted, kept)
+    # The loss the restricted draft has on these examples, from its full-width logits.
+    expected = []
+    with torch.no_grad():
+        for e in examples:
+            logits = restricted(input_ids=torch.tensor([e.input_ids])).logits[0]
+            span = logits[e.start - 1 : len(e.input_ids) - 1]  # [reply, vocab], −∞ off kept
+            outside = ~torch.isin(e.top_ids, torch.tensor(kept))
+            expected.append(
+                distillation_loss(span, e.top_ids, e.top_logprobs.masked_fill(outside, -math.inf))
+            )
+    expected_loss = float(torch.cat(expected).mean())
+    # One epoch of one batch: the recorded loss is the loss before the step.
+    (loss,) = train_draft(draft, examples, replace(config, epochs=1), head_tokens=kept)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    # The full-head loss differs (the softmax spans every token): the option matters.
+    (full_loss,) = train_draft(init_draft(target.model, 2), examples, replace(config, epochs=1))
+    assert abs(full_loss - expected_loss) > 1e-3

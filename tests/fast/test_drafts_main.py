@@ -41,3 +41,27 @@ def test_bad_input_is_a_named_error(target_folder, capsys):
     assert "num_layers=3" in capsys.readouterr().err
     assert main(["distill", target_folder, "--epochs", "0", "--quiet"]) == 2
     assert "epochs=0" in capsys.readouterr().err
+
+
+def test_align_takes_given_pairs_and_prints_the_cached_folder(target_folder, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "\n".join(
+            json.dumps({"prompt": p, "chosen": "the cat sat", "rejected": "a dog"})
+            for p in ("hello world", "the moon", "a blue mat")
+        )
+    )
+    args = ["align", target_folder, "--pairs", str(pairs), "--epochs", "1", "--quiet"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    folder = Path(first.out.strip())
+    assert (folder / "model.safetensors").is_file() and (folder / "align.json").is_file()
+    assert '"pairs": 3' in first.err and '"cached": false' in first.err
+    assert main(args) == 0
+    assert '"cached": true' in capsys.readouterr().err
+    assert main(["align", target_folder, "--pairs", str(tmp_path / "none.json")]) == 2
+    assert "cannot read --pairs" in capsys.readouterr().err
+    assert main(["align", target_folder, "--pairs", str(pairs), "--beta", "0"]) == 2
+    assert "beta=0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["align", target_folder, "--reward", "vibes"])
