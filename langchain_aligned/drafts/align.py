@@ -13,9 +13,11 @@ trains the second by DPO. :func:`align_draft` makes it:
 2. **DPO** (Rafailov et al., 2023) with TRL's ``DPOTrainer``: the loss of a pair is
    ``−log σ(β [(log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x))])``,
    where ``π`` is the draft being trained and ``π_ref`` the input draft, frozen.
-3. The result is saved as a new folder in the per-machine cache (keyed by the input
-   draft's weights, the reward's name or the pairs, and the settings); the input draft
-   is left as it was — it is the draft reference.
+3. The result is saved as a new folder in the per-machine cache, keyed by the input
+   draft's weights, the settings and the pairs themselves (on-policy pairs are made
+   first, about a tenth of the time, so a scorer's settings that its name does not show
+   can never select another scorer's draft); the input draft is left as it was — it is
+   the draft reference.
 
 Pairs reach the trainer as token ids: the prompt rendered and encoded exactly as this
 library's engines do, and an on-policy reply as the tokens the draft sampled (ending
@@ -253,47 +255,51 @@ def align_draft(
             f"reward={reward!r:.80} is not a RewardScorer (it has no score_batch method)"
         )
     handle = load_model(draft)
-    folder = _aligned_folder(handle, config, reward, given)
+    bar = ProgressBar(progress, "align")
+    start = time.perf_counter()
+    try:
+        if given is None:
+            # Made before the cache is looked up: the cache is keyed by the pairs
+            # themselves, so two scorers that share a name (or settings a scorer's name
+            # does not show) never share an aligned draft.
+            given = on_policy_pairs(handle, reward, config, bar.phase)
+    finally:
+        bar.close()  # the trainer shows its own progress
+    pairs_seconds = time.perf_counter() - start
+    reward_name = None if reward is None else str(reward.name)
+    if not given:
+        raise InvalidInputError(
+            f"no preference pair: every prompt's samples scored within "
+            f"min_reward_gap={config.min_reward_gap} of each other under "
+            f"{reward_name}; lower min_reward_gap or raise samples_per_prompt"
+        )
+    folder = _aligned_folder(handle, config, given)
     report_path = folder / REPORT_FILE
     if report_path.is_file():
         return cached_report(AlignReport, report_path)
     with file_lock(folder.with_suffix(".lock")):
         if report_path.is_file():
             return cached_report(AlignReport, report_path)
-        bar = ProgressBar(progress, "align")
         report = AlignReport(
             folder=str(folder),
             draft=handle.name,
-            reward=None if reward is None else str(reward.name),
+            reward=reward_name,
             config=asdict(config),
+            pairs=len(given),
+            seconds={"pairs": pairs_seconds},
         )
+        if reward is not None:
+            gaps = [p.chosen_reward - p.rejected_reward for p in given]  # type: ignore[operator]
+            report.mean_reward_gap = sum(gaps) / len(gaps)
         start = time.perf_counter()
-        try:
-            if given is None:
-                given = on_policy_pairs(handle, reward, config, bar.phase)
-                if given:
-                    gaps = [p.chosen_reward - p.rejected_reward for p in given]  # type: ignore[operator]
-                    report.mean_reward_gap = sum(gaps) / len(gaps)
-            report.seconds["pairs"] = time.perf_counter() - start
-            bar.close()  # the trainer shows its own progress
-            if not given:
-                raise InvalidInputError(
-                    f"no preference pair: every prompt's samples scored within "
-                    f"min_reward_gap={config.min_reward_gap} of each other under "
-                    f"{report.reward}; lower min_reward_gap or raise samples_per_prompt"
-                )
-            report.pairs = len(given)
-            start = time.perf_counter()
-            policy = unrestricted_copy(handle.model)
-            reference = unrestricted_copy(handle.model)
-            log = dpo_train(policy, reference, handle, given, config, progress)
-            report.losses = [entry["loss"] for entry in log if "loss" in entry]
-            report.reward_accuracy = [
-                entry["rewards/accuracies"] for entry in log if "rewards/accuracies" in entry
-            ]
-            report.seconds["training"] = time.perf_counter() - start
-        finally:
-            bar.close()
+        policy = unrestricted_copy(handle.model)
+        reference = unrestricted_copy(handle.model)
+        log = dpo_train(policy, reference, handle, given, config, progress)
+        report.losses = [entry["loss"] for entry in log if "loss" in entry]
+        report.reward_accuracy = [
+            entry["rewards/accuracies"] for entry in log if "rewards/accuracies" in entry
+        ]
+        report.seconds["training"] = time.perf_counter() - start
 
         def save(tmp: Path) -> None:
             policy.save_pretrained(tmp, safe_serialization=True)
@@ -462,20 +468,13 @@ def _checked_pairs(pairs: Sequence[PreferencePair | Mapping[str, str]]) -> list[
 
 
 def _aligned_folder(
-    handle: ModelHandle,
-    config: AlignConfig,
-    reward: Any,
-    pairs: Sequence[PreferencePair] | None,
+    handle: ModelHandle, config: AlignConfig, pairs: Sequence[PreferencePair]
 ) -> Path:
-    """Where the aligned copy of ``handle`` with these settings lives in the cache."""
-    source = (
-        f"reward:{reward.name}:{reward!r}"
-        if pairs is None
-        else "pairs:" + json.dumps([asdict(p) for p in pairs], sort_keys=True)
-    )
+    """Where the aligned copy of ``handle`` trained on ``pairs`` with ``config`` lives in
+    the cache (keyed by the input's weights, the settings and the pairs: the training
+    data itself, token ids included)."""
+    data = json.dumps([asdict(p) for p in pairs], sort_keys=True, default=list)
     settings = json.dumps(asdict(config), sort_keys=True, default=list)
-    key = hashlib.sha256(f"{weights_fingerprint(handle)}:{settings}:{source}".encode()).hexdigest()[
-        :12
-    ]
+    key = hashlib.sha256(f"{weights_fingerprint(handle)}:{settings}:{data}".encode())
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(handle.name).name)[-48:]
-    return cache_dir() / "aligned" / f"{stem}-{key}"
+    return cache_dir() / "aligned" / f"{stem}-{key.hexdigest()[:12]}"

@@ -95,10 +95,14 @@ def test_the_cache_is_reused_and_keyed_by_settings_and_reward(draft):
     assert again.cached and again.folder == first.folder
     assert weights.stat().st_mtime_ns == stamp
     assert align_draft(draft, CATS, **{**settings, "beta": 0.5}).folder != first.folder
+    # A scorer with the same name and repr that prefers something else is another
+    # draft: the cache is keyed by the pairs, not by what a scorer calls itself.
     dogs = rewards.FunctionScorer(
-        lambda c, t: float(t.split().count("dog")), per_item=True, name="dogs"
+        lambda c, t: float(t.split().count("dog")), per_item=True, name="cats"
     )
-    assert align_draft(draft, dogs, **settings).folder != first.folder
+    assert (dogs.name, repr(dogs)) == (CATS.name, repr(CATS))
+    other = align_draft(draft, dogs, **settings)
+    assert other.folder != first.folder and not other.cached
 
 
 def test_on_policy_pairs_are_the_best_and_worst_samples_as_sampled(draft):
