@@ -120,13 +120,17 @@ def test_sampling_is_refused_on_vllms_cpu_build(speculative):
 
 @pytest.mark.xfail(
     condition=not torch.cuda.is_available(),
-    strict=True,
-    reason="vLLM 0.32's CPU build samples wrongly with speculative decoding at "
-    "temperature > 0; this library refuses it there (check_sampling)",
+    # Not strict: the wrong sampling is intermittent. It failed in every run up to
+    # 2026-12-01 (−24.1 nats per token against −1.9), then passed once in a fresh-clone
+    # CI run on 2026-12-02, so it cannot serve as a strict canary. The guard stays: a
+    # distribution that is wrong in some runs is still wrong.
+    strict=False,
+    reason="vLLM 0.32's CPU build samples wrongly (intermittently) with speculative "
+    "decoding at temperature > 0; this library refuses it there (check_sampling)",
 )
 def test_vllm_speculative_sampling_keeps_the_targets_distribution(speculative, vllm_engine, smollm):
-    # The measurement behind the refusal, kept as a strict expected failure so that a
-    # vLLM that fixes it is noticed: vLLM's own speculative decoding (called directly,
+    # The measurement behind the refusal, kept as an expected failure (pytest reports
+    # XPASS when a run samples right): vLLM's own speculative decoding (called directly,
     # past this library's guard) should sample replies as likely under the target as
     # plain sampling does. Mean target log-probability per token of 4 replies × 16
     # tokens each way: per-token spread about 2 nats gives a standard error of the
