@@ -198,62 +198,58 @@ def teacher_examples(
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> list[TeacherExample]:
     """Steps 1 and 2: the target's replies to ``config.prompts`` and its top-K
-    log-probabilities at every reply position (one forward pass per reply)."""
+    log-probabilities at every reply position, round by round (round r samples one
+    reply per prompt with seed ``config.seed + r``)."""
+    examples: list[TeacherExample] = []
+    for r in range(config.replies_per_prompt):
+        examples += teacher_round(target, config, config.seed + r)
+        if on_progress is not None:
+            on_progress("replies", r + 1, config.replies_per_prompt)
+    return examples
+
+
+def teacher_round(target: ModelHandle, config: DistillConfig, seed: int) -> list[TeacherExample]:
+    """One reply per prompt, sampled with ``seed``, and the target's top-K
+    log-probabilities at its positions (one forward pass per reply)."""
     from ..decoding.engine import DecodingEngine
     from ..decoding.generate import generate
 
     engine = DecodingEngine(target)
     conversations = [[{"role": "user", "content": p}] for p in config.prompts]
-    examples = []
+    results = generate(
+        target,
+        conversations,
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+        seed=seed,
+    )
     eos = min(target.eos_token_ids) if target.eos_token_ids else None
-    for r in range(config.replies_per_prompt):
-        # One seed per round: within a round the prompts differ; across rounds the seed.
-        results = generate(
-            target,
-            conversations,
-            temperature=config.temperature,
-            max_new_tokens=config.max_new_tokens,
-            seed=config.seed + r,
-        )
+    examples = []
+    with torch.no_grad():
         for conversation, result in zip(conversations, results, strict=True):
             prompt = engine.encode(_render(target, conversation))
             reply = list(result.token_ids)
             if result.finish_reason == "stop" and eos is not None:
                 # The draft also learns where replies end.
                 reply.append(eos)
-            if reply:
-                examples.append(TeacherExample(prompt + reply, len(prompt), *_no_tensors()))
-        if on_progress is not None:
-            on_progress("replies", r + 1, config.replies_per_prompt)
-    model = target.model
-    with torch.no_grad():
-        for index, example in enumerate(examples):
-            ids = torch.tensor([example.input_ids], device=target.device)
-            logits = model(input_ids=ids).logits[0].float()  # [length, vocab]
+            if not reply:
+                continue
+            ids = torch.tensor([prompt + reply], device=target.device)
+            logits = target.model(input_ids=ids).logits[0].float()  # [length, vocab]
             # Position t's logits predict token t + 1: the reply's tokens are predicted
             # from start − 1 to length − 2.
-            reply_logits = logits[example.start - 1 : -1]  # [reply, vocab]
+            reply_logits = logits[len(prompt) - 1 : -1]  # [reply, vocab]
             values, indices = torch.log_softmax(reply_logits, -1).topk(config.top_k, dim=-1)
-            example.top_ids, example.top_logprobs = indices.cpu(), values.cpu()
-            if on_progress is not None:
-                on_progress("teacher", index + 1, len(examples))
+            examples.append(
+                TeacherExample(prompt + reply, len(prompt), indices.cpu(), values.cpu())
+            )
     return examples
 
 
-def _no_tensors() -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.empty(0, dtype=torch.long), torch.empty(0)
-
-
-TEACHER_SETTINGS = (
-    "prompts",
-    "replies_per_prompt",
-    "max_new_tokens",
-    "temperature",
-    "top_k",
-    "seed",
-)
-"""The :class:`DistillConfig` fields the teacher data depends on (the rest shape only
-the training, so drafts that differ in them share one teacher file)."""
+TEACHER_SETTINGS = ("prompts", "max_new_tokens", "temperature", "top_k")
+"""The :class:`DistillConfig` fields a round of teacher data depends on, beside its seed
+(the rest shape only the training, so drafts that differ in them share the teacher
+data, and a larger ``replies_per_prompt`` reuses the rounds a smaller one made)."""
 
 
 def cached_teacher_examples(
@@ -261,26 +257,33 @@ def cached_teacher_examples(
     config: DistillConfig,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[list[TeacherExample], bool]:
-    """:func:`teacher_examples`, computed once per target and teacher settings and kept
-    in the cache (the target's sampling is most of a distillation's time, and another
-    ``num_layers``, learning rate or epoch count needs the same data); whether it was
+    """:func:`teacher_examples`, each round computed once per target, teacher settings
+    and seed and kept in the cache (the target's sampling is most of a distillation's
+    time; another ``num_layers``, learning rate or epoch count needs the same data, and
+    more replies per prompt need the same first rounds); whether every round was
     cached."""
     settings = json.dumps({k: getattr(config, k) for k in TEACHER_SETTINGS}, default=list)
-    key = hashlib.sha256(f"{weights_fingerprint(target)}:{settings}".encode()).hexdigest()[:16]
-    path = cache_dir() / "teacher" / f"{key}.pt"
-    with file_lock(path.with_suffix(".lock")):
-        if path.is_file():
-            rows = torch.load(path, weights_only=True)
-            return [
-                TeacherExample(list(ids), start, top, logp) for ids, start, top, logp in rows
-            ], True
-        examples = teacher_examples(target, config, on_progress)
-        rows = [(e.input_ids, e.start, e.top_ids, e.top_logprobs) for e in examples]
-        # Written under a temporary name and renamed: a crash leaves no partial file.
-        tmp = path.with_suffix(".tmp")
-        torch.save(rows, tmp)
-        tmp.replace(path)
-        return examples, False
+    examples: list[TeacherExample] = []
+    all_cached = True
+    for r in range(config.replies_per_prompt):
+        seed = config.seed + r
+        key = f"{weights_fingerprint(target)}:{settings}:seed={seed}"
+        path = cache_dir() / "teacher" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+        with file_lock(path.with_suffix(".lock")):
+            if path.is_file():
+                rows = torch.load(path, weights_only=True)
+                examples += [TeacherExample(list(i), s, t, lp) for i, s, t, lp in rows]
+            else:
+                all_cached = False
+                made = teacher_round(target, config, seed)
+                # Written under a temporary name and renamed: a crash leaves no partial file.
+                tmp = path.with_suffix(".tmp")
+                torch.save([(e.input_ids, e.start, e.top_ids, e.top_logprobs) for e in made], tmp)
+                tmp.replace(path)
+                examples += made
+        if on_progress is not None:
+            on_progress("replies", r + 1, config.replies_per_prompt)
+    return examples, all_cached
 
 
 def _render(target: ModelHandle, conversation: Sequence[dict[str, str]]) -> str:

@@ -127,6 +127,36 @@ def test_distillation_trains_towards_the_target_saves_and_is_cached(target):
     assert not distill_draft(target, 2, **{**SETTINGS, "epochs": 1, "top_k": 8}).teacher_cached
 
 
+def test_more_replies_reuse_the_rounds_already_cached(target):
+    """Teacher data is cached round by round (one seed each): asking for more replies per
+    prompt samples only the new rounds, and the cached rounds are the ones a fresh
+    computation gives."""
+    from langchain_aligned.drafts.distill import cached_teacher_examples
+    from langchain_aligned.models import cache_dir
+
+    one = DistillConfig(prompts=PROMPTS[:6], replies_per_prompt=1, max_new_tokens=8, top_k=8)
+    first, cached = cached_teacher_examples(target, one)
+    assert not cached
+    files = {p: p.stat().st_mtime_ns for p in (cache_dir() / "teacher").glob("*.pt")}
+    assert len(files) == 1
+    two, cached = cached_teacher_examples(target, replace(one, replies_per_prompt=2))
+    assert not cached  # round 2 was new
+    new = {p: p.stat().st_mtime_ns for p in (cache_dir() / "teacher").glob("*.pt")}
+    # Round 1's file is untouched and one file was added, for round 2 only.
+    assert len(new) == 2 and all(new[p] == m for p, m in files.items())
+    fresh = teacher_examples(target, replace(one, replies_per_prompt=2))
+    assert len(two) == len(fresh) > len(first)
+    for got, want in zip(two, fresh, strict=True):
+        assert got.input_ids == want.input_ids and got.start == want.start
+        assert torch.equal(got.top_ids, want.top_ids)
+        assert torch.allclose(got.top_logprobs, want.top_logprobs)
+    # The first round's replies differ from the second's (another seed), so the
+    # reuse above is not of one round twice.
+    assert [e.input_ids for e in two[: len(first)]] != [e.input_ids for e in two[len(first) :]]
+    # Both rounds now cached.
+    assert cached_teacher_examples(target, replace(one, replies_per_prompt=2))[1]
+
+
 def test_bad_settings_are_named():
     with pytest.raises(InvalidInputError, match=r"epochs=0"):
         DistillConfig(epochs=0)
