@@ -8,6 +8,7 @@ the benchmarks; run it alone with ``python -m benchmarks.report``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -480,6 +481,97 @@ def cookbook_section() -> str | None:
     )
 
 
+def draft_data_section() -> str | None:
+    data = _load("draft_data")
+    if data is None:
+        return None
+    columns = [
+        Column("replies / prompt", lambda r: r.get("replies_per_prompt", "0 (cut, untrained)")),
+        Column("teacher tokens", lambda r: r.get("teacher_tokens", 0)),
+        Column(
+            "held-out Σ min(p, q) ± s.e.", lambda r: f"{r['overlap']:.3f} ± {r['overlap_se']:.3f}"
+        ),
+        Column("tokens / γ-step (estimate)", lambda r: f"{r['tokens_per_step_estimate']:.2f}"),
+        Column(
+            "training s",
+            lambda r: (
+                f"{r['seconds_when_made']['training']:.0f}" if "seconds_when_made" in r else "–"
+            ),
+        ),
+    ]
+    rows = [data["untrained"], *data["drafts"]]
+    body = (
+        f"{data['target']}, recipe {data['recipe']}; held out: {data['held_out']['replies']} "
+        f"target replies to {data['held_out']['prompts']} benchmark prompts; "
+        f"γ = {data['num_draft_tokens']}.\n\n" + table(columns, rows)
+    )
+    fit = data.get("fit")
+    if fit and fit.get("tokens_for_0.6"):
+        body += (
+            f"\n\nLog-linear fit over the trained drafts: Σ min = {fit['a']:.3f} + "
+            f"{fit['b_per_ln_tokens']:.3f} ln(tokens), i.e. "
+            f"+{fit['b_per_ln_tokens'] * math.log(2):.3f} per doubling of the teacher data; "
+            f"it would reach 0.6 at about {fit['tokens_for_0.6']:.2g} teacher tokens "
+            f"({fit['tokens_for_0.6'] / max(r['teacher_tokens'] for r in data['drafts']):.0f}× "
+            "the largest set) if the trend held."
+        )
+    sd = data.get("speculative")
+    if sd:
+        row = sd["rows"]["SD"]
+        body += (
+            f"\n\nSD with the largest draft: acceptance {row['acceptance_rate']:.3f} "
+            f"(by position {', '.join(f'{a:.2f}' for a in row['acceptance_by_position'])}), "
+            f"{row['target_passes_per_token']:.2f} target passes per token, "
+            f"**{row['speed_vs_sampling']:.2f}×** sampling's tokens/s "
+            f"({sd['rows']['sampling']['tokens_per_s']:.1f} tok/s)."
+        )
+    return _section(
+        "Distilled draft: acceptance against teacher data",
+        "python -m benchmarks.bench_draft_data",
+        "draft_data",
+        body,
+        data,
+    )
+
+
+def align_section() -> str | None:
+    data = _load("align")
+    if data is None:
+        return None
+    columns = [
+        Column("settings", lambda r: r["name"]),
+        Column("pairs", lambda r: r["pairs"]),
+        Column("DPO steps", lambda r: r["steps"]),
+        Column(
+            "alignment-reward shift ± s.e.",
+            lambda r: f"{r['alignment_shift']:+.3f} ± {r['alignment_shift_se']:.3f}",
+        ),
+        Column("gold shift ± s.e.", lambda r: f"{r['gold_shift']:+.3f} ± {r['gold_shift_se']:.3f}"),
+    ]
+    body = (
+        f"Aligned drafts alone against the draft reference ({data['reference']}), "
+        f"{data['prompts']} held-out prompts × {data['seeds']} seeds, "
+        f"{data['max_new_tokens']} tokens; alignment reward {data['alignment_reward']}, "
+        f"gold {data['gold']}; paired shifts.\n\n" + table(columns, named_rows(data["variants"]))
+    )
+    sss = data.get("sss")
+    if sss:
+        body += (
+            f"\n\nSSS on the target with the aligned draft “{sss['aligned_draft']}”: gold shift "
+            f"{sss['gold_shift']:+.3f} ± {sss['gold_shift_se']:.3f} over target sampling, "
+            f"{sss['SSS']['target_passes_per_token']:.2f} target passes per token, acceptance "
+            f"{sss['SSS']['acceptance_rate']:.3f}, "
+            f"{sss['SSS']['tokens_per_s'] / sss['sampling']['tokens_per_s']:.2f}× sampling's tokens/s."
+        )
+    return _section(
+        "Aligned drafts: what carries over to the gold reward",
+        "python -m benchmarks.bench_align --sss",
+        "align",
+        body,
+        data,
+    )
+
+
 def main() -> None:
     sections = [
         engine_section(),
@@ -487,6 +579,8 @@ def main() -> None:
         *speed_sections(),
         *vllm_sections(),
         speculative_section(),
+        draft_data_section(),
+        align_section(),
         rewards_section(),
         structured_section(),
         cookbook_section(),

@@ -135,3 +135,105 @@ def test_vllm_table_shows_each_summary_row_with_its_interval_and_ratio():
         in lines[2]
     )
     assert "| – |" in lines[3]
+
+
+MACHINE = {
+    "cpu": "x",
+    "cores": 2,
+    "torch_threads": 2,
+    "gpu": None,
+    "python": "3",
+    "torch": "2",
+    "transformers": "5",
+    "commit": "c",
+    "date": "d",
+}
+
+
+def _draft_point(replies, tokens, overlap):
+    return {
+        "replies_per_prompt": replies,
+        "teacher_tokens": tokens,
+        "overlap": overlap,
+        "overlap_se": 0.01,
+        "tokens_per_step_estimate": 1.4,
+        "seconds_when_made": {"training": 100.0},
+    }
+
+
+def test_the_draft_data_section_shows_each_draft_the_fit_and_sd(tmp_path, monkeypatch):
+    import json
+    import math
+
+    from benchmarks import report
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    assert report.draft_data_section() is None  # no results yet: no section
+    a, b = 0.1, 0.05
+    points = [_draft_point(r, 1000 * r, a + b * math.log(1000 * r)) for r in (1, 4)]
+    data = {
+        "machine": MACHINE,
+        "target": "t",
+        "recipe": {},
+        "held_out": {"prompts": 2, "replies": 4},
+        "num_draft_tokens": 3,
+        "untrained": {"overlap": 0.05, "overlap_se": 0.01, "tokens_per_step_estimate": 1.05},
+        "drafts": points,
+        "fit": {"a": a, "b_per_ln_tokens": b, "tokens_for_0.6": math.exp((0.6 - a) / b)},
+        "speculative": {
+            "rows": {
+                "sampling": {"tokens_per_s": 10.0},
+                "SD": {
+                    "acceptance_rate": 0.2,
+                    "acceptance_by_position": [0.3, 0.1, 0.05],
+                    "target_passes_per_token": 0.7,
+                    "speed_vs_sampling": 0.6,
+                },
+            }
+        },
+    }
+    (tmp_path / "draft_data.json").write_text(json.dumps(data))
+    text = report.draft_data_section()
+    assert "| 0 (cut, untrained) | 0 | 0.050 ± 0.010 | 1.05 | – |" in text
+    assert f"| 4 | 4000 | {points[1]['overlap']:.3f} ± 0.010 | 1.40 | 100 |" in text
+    # +b ln 2 per doubling; 0.6 at exp(10) ≈ 22,026 tokens, 6× the largest set (4,000).
+    assert f"+{b * math.log(2):.3f} per doubling" in text and "(6× the largest set)" in text
+    assert "**0.60×** sampling's tokens/s" in text
+
+
+def test_the_align_section_shows_each_setting_and_the_sss_row(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import report
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    assert report.align_section() is None
+    variant = {
+        "pairs": 48,
+        "steps": 18,
+        "alignment_shift": 0.02,
+        "alignment_shift_se": 0.01,
+        "gold_shift": -0.1,
+        "gold_shift_se": 0.05,
+    }
+    data = {
+        "machine": MACHINE,
+        "reference": "r",
+        "prompts": 24,
+        "seeds": 2,
+        "max_new_tokens": 64,
+        "alignment_reward": "minilm",
+        "gold": "vader",
+        "variants": {"recipe": variant},
+        "sss": {
+            "aligned_draft": "recipe",
+            "gold_shift": 0.3,
+            "gold_shift_se": 0.1,
+            "sampling": {"tokens_per_s": 10.0},
+            "SSS": {"target_passes_per_token": 0.8, "acceptance_rate": 0.1, "tokens_per_s": 4.0},
+        },
+    }
+    (tmp_path / "align.json").write_text(json.dumps(data))
+    text = report.align_section()
+    assert "| recipe | 48 | 18 | +0.020 ± 0.010 | -0.100 ± 0.050 |" in text
+    assert "gold shift +0.300 ± 0.100" in text and "0.40× sampling's tokens/s" in text
