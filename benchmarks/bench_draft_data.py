@@ -24,6 +24,7 @@ The cut draft before training is the first point. A log-linear fit of the overla
 against teacher tokens says how much data 0.6 would take, if the trend holds.
 
     python -m benchmarks.bench_draft_data [--quick]
+    python -m benchmarks.bench_draft_data --phases   # SD's time per phase, largest draft
 
 Writes ``results/draft_data.json`` and ``draft_data.png``; partial results are written
 after every draft, so a stopped run keeps what it measured.
@@ -148,6 +149,99 @@ def speculative_rows(target, draft_folder, prompts, max_new_tokens):
     return rows
 
 
+class ForwardTimer:
+    """Wall time and count of a module's forward passes (forward hooks: the module is
+    the one the strategies use, since loaded models are cached per process)."""
+
+    def __init__(self, module):
+        self.seconds, self.calls, self._start = 0.0, 0, 0.0
+        self._handles = [
+            module.register_forward_pre_hook(self._before),
+            module.register_forward_hook(self._after),
+        ]
+
+    def _before(self, *_):
+        self._start = time.perf_counter()
+
+    def _after(self, *_):
+        self.seconds += time.perf_counter() - self._start
+        self.calls += 1
+
+    def remove(self):
+        for handle in self._handles:
+            handle.remove()
+
+
+def phase_times(target, draft_folder, prompts, max_new_tokens):
+    """Where plain sampling's and SD's time goes: the target's forward passes, the
+    draft's, and everything else (sampling, the acceptance rule, KV-cache bookkeeping,
+    Python), interleaved prompt by prompt; and the acceptance SD would need for 1.3×."""
+    handles = {"target": load_model(target), "draft": load_model(draft_folder)}
+    methods = {
+        "sampling": Sampling(),
+        "SD": SpeculativeSampling(draft=draft_folder, num_draft_tokens=GAMMA),
+    }
+    out = {}
+    totals = {
+        n: {"seconds": 0.0, "tokens": 0, "target": 0.0, "draft": 0.0, "steps": 0} for n in methods
+    }
+    passes = {n: {"target": 0, "draft": 0} for n in methods}
+    for index, prompt in enumerate(prompts):
+        for name, strategy in methods.items():
+            timers = {k: ForwardTimer(h.model) for k, h in handles.items()}
+            start = time.perf_counter()
+            (result,) = generate(
+                target, prompt, strategy=strategy, seed=index, max_new_tokens=max_new_tokens
+            )
+            totals[name]["seconds"] += time.perf_counter() - start
+            for k, timer in timers.items():
+                totals[name][k] += timer.seconds
+                passes[name][k] += timer.calls
+                timer.remove()
+            totals[name]["tokens"] += len(result.token_ids)
+            totals[name]["steps"] += len(result.stats.acceptance_per_step)
+    for name, t in totals.items():
+        tokens = t["tokens"]
+        out[name] = {
+            "tokens": tokens,
+            "seconds_per_token": t["seconds"] / tokens,
+            "target_forward_s_per_token": t["target"] / tokens,
+            "draft_forward_s_per_token": t["draft"] / tokens,
+            "other_s_per_token": (t["seconds"] - t["target"] - t["draft"]) / tokens,
+            "target_forward_passes": passes[name]["target"],
+            "draft_forward_passes": passes[name]["draft"],
+            "steps": t["steps"],
+        }
+    sd, steps = totals["SD"], max(totals["SD"]["steps"], 1)
+    # Per verification step: γ draft passes, one target pass over γ + 1 positions, and
+    # the rest. Plain sampling's seconds per token is the unit.
+    unit = out["sampling"]["seconds_per_token"]
+    step = sd["seconds"] / steps
+    needed = 1.3 * step / unit  # tokens a step must return for 1.3× sampling
+    out["per_step"] = {
+        "seconds": step,
+        "in_sampling_tokens": step / unit,
+        "draft_forward_s": sd["draft"] / steps,
+        "target_forward_s": sd["target"] / steps,
+        "other_s": (sd["seconds"] - sd["draft"] - sd["target"]) / steps,
+        "tokens": sd["tokens"] / steps,
+        "tokens_needed_for_1.3x": needed,
+        # α with 1 + α + α² + … + α^γ = needed (acceptance independent per position).
+        "alpha_needed_for_1.3x": _alpha_for(needed),
+    }
+    return out
+
+
+def _alpha_for(tokens_per_step):
+    if tokens_per_step >= GAMMA + 1:
+        return None  # no acceptance rate reaches it: a step returns at most γ + 1 tokens
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sum(mid**j for j in range(GAMMA + 1)) < tokens_per_step else (lo, mid)
+    return lo
+
+
 def fit(points):
     """Least squares of overlap = a + b·ln(tokens) over the trained drafts, and the
     tokens at which it would reach 0.6."""
@@ -170,7 +264,14 @@ def fit(points):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small settings (a smoke run)")
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="only time SD's phases with the largest draft already made (adds to the JSON)",
+    )
     args = parser.parse_args()
+    if args.phases:
+        return phases_main(args.quick)
     data = (1, 2) if args.quick else DATA
     recipe = {**DISTILL, "max_new_tokens": 16, "epochs": 1} if args.quick else DISTILL
     prompts = PROMPTS[:4] if args.quick else PROMPTS
@@ -225,6 +326,29 @@ def main() -> None:
     path = write_json(name, payload)
     plot(payload, name)
     print(f"wrote {path}")
+
+
+def phases_main(quick):
+    """``--phases``: SD's time per phase with the largest draft of the last full run."""
+    import json
+
+    from benchmarks.common import RESULTS
+
+    name = "draft_data_quick" if quick else "draft_data"
+    payload = json.loads((RESULTS / f"{name}.json").read_text())
+    largest = max(payload["drafts"], key=lambda p: p["teacher_tokens"])
+    settings = {**payload["recipe"], "replies_per_prompt": largest["replies_per_prompt"]}
+    folder = distill_draft(TARGET, **settings).folder  # cached: returns at once
+    assert Path(folder).name == largest["folder"]
+    prompts = PROMPTS[:2] if quick else PROMPTS[:12]
+    generate(TARGET, "warm up", max_new_tokens=2)
+    payload["phases"] = {
+        "draft": largest["folder"],
+        "prompts": len(prompts),
+        **phase_times(TARGET, folder, prompts, 16 if quick else 64),
+    }
+    print(f"phases: {payload['phases']}")
+    write_json(name, payload)
 
 
 def plot(payload, name):
