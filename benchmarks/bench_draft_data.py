@@ -102,53 +102,6 @@ def summary(values):
     }
 
 
-def speculative_rows(target, draft_folder, prompts, max_new_tokens):
-    """Plain sampling and SD with ``draft_folder``, interleaved prompt by prompt."""
-    steps = []
-    hooks = Hooks(
-        on_event=lambda name, data: (
-            steps.append((data["proposed"], data["accepted"])) if name == EVENT_VERIFY else None
-        )
-    )
-    methods = {
-        "sampling": Sampling(),
-        "SD": SpeculativeSampling(draft=draft_folder, num_draft_tokens=GAMMA),
-    }
-    totals = {name: {"seconds": 0.0, "tokens": 0, "passes": 0} for name in methods}
-    accepted = proposed = 0
-    for index, prompt in enumerate(prompts):
-        for name, strategy in methods.items():
-            start = time.perf_counter()
-            (result,) = generate(
-                target,
-                prompt,
-                strategy=strategy,
-                seed=index,
-                max_new_tokens=max_new_tokens,
-                hooks=hooks if name == "SD" else None,
-            )
-            totals[name]["seconds"] += time.perf_counter() - start
-            totals[name]["tokens"] += len(result.token_ids)
-            totals[name]["passes"] += result.stats.target_forward_passes
-            accepted += result.stats.draft_tokens_accepted
-            proposed += result.stats.draft_tokens_proposed
-    rows = {
-        name: {
-            "tokens_per_s": t["tokens"] / t["seconds"],
-            "target_passes_per_token": t["passes"] / max(t["tokens"], 1),
-            "tokens": t["tokens"],
-        }
-        for name, t in totals.items()
-    }
-    rows["SD"]["acceptance_rate"] = accepted / max(proposed, 1)
-    rows["SD"]["acceptance_by_position"] = [
-        sum(a >= i for p, a in steps if p >= i) / max(1, sum(p >= i for p, _ in steps))
-        for i in range(1, GAMMA + 1)
-    ]
-    rows["SD"]["speed_vs_sampling"] = rows["SD"]["tokens_per_s"] / rows["sampling"]["tokens_per_s"]
-    return rows
-
-
 class ForwardTimer:
     """Wall time and count of a module's forward passes (forward hooks: the module is
     the one the strategies use, since loaded models are cached per process)."""
@@ -172,64 +125,77 @@ class ForwardTimer:
             handle.remove()
 
 
-def phase_times(target, draft_folder, prompts, max_new_tokens):
-    """Where plain sampling's and SD's time goes: the target's forward passes, the
-    draft's, and everything else (sampling, the acceptance rule, KV-cache bookkeeping,
-    Python), interleaved prompt by prompt; and the acceptance SD would need for 1.3×."""
-    handles = {"target": load_model(target), "draft": load_model(draft_folder)}
+def speculative_rows(target, draft_folder, prompts, max_new_tokens):
+    """Plain sampling and SD with ``draft_folder``, interleaved prompt by prompt: speed,
+    target passes, SD's acceptance by position, and where each one's time goes (the
+    target's forward passes, the draft's, and everything else: sampling, the acceptance
+    rule, KV-cache bookkeeping, Python), with the acceptance SD would need for 1.3×."""
+    steps = []
+    hooks = Hooks(
+        on_event=lambda name, data: (
+            steps.append((data["proposed"], data["accepted"])) if name == EVENT_VERIFY else None
+        )
+    )
     methods = {
         "sampling": Sampling(),
         "SD": SpeculativeSampling(draft=draft_folder, num_draft_tokens=GAMMA),
     }
-    out = {}
+    modules = {"target": load_model(target).model, "draft": load_model(draft_folder).model}
     totals = {
-        n: {"seconds": 0.0, "tokens": 0, "target": 0.0, "draft": 0.0, "steps": 0} for n in methods
+        name: {"seconds": 0.0, "tokens": 0, "passes": 0, "target": 0.0, "draft": 0.0}
+        for name in methods
     }
-    passes = {n: {"target": 0, "draft": 0} for n in methods}
+    accepted = proposed = 0
     for index, prompt in enumerate(prompts):
         for name, strategy in methods.items():
-            timers = {k: ForwardTimer(h.model) for k, h in handles.items()}
+            timers = {k: ForwardTimer(m) for k, m in modules.items()}
             start = time.perf_counter()
             (result,) = generate(
-                target, prompt, strategy=strategy, seed=index, max_new_tokens=max_new_tokens
+                target,
+                prompt,
+                strategy=strategy,
+                seed=index,
+                max_new_tokens=max_new_tokens,
+                hooks=hooks if name == "SD" else None,
             )
             totals[name]["seconds"] += time.perf_counter() - start
             for k, timer in timers.items():
                 totals[name][k] += timer.seconds
-                passes[name][k] += timer.calls
                 timer.remove()
             totals[name]["tokens"] += len(result.token_ids)
-            totals[name]["steps"] += len(result.stats.acceptance_per_step)
+            totals[name]["passes"] += result.stats.target_forward_passes
+            accepted += result.stats.draft_tokens_accepted
+            proposed += result.stats.draft_tokens_proposed
+    rows = {}
     for name, t in totals.items():
-        tokens = t["tokens"]
-        out[name] = {
-            "tokens": tokens,
-            "seconds_per_token": t["seconds"] / tokens,
+        tokens = max(t["tokens"], 1)
+        rows[name] = {
+            "tokens_per_s": t["tokens"] / t["seconds"],
+            "target_passes_per_token": t["passes"] / tokens,
+            "tokens": t["tokens"],
             "target_forward_s_per_token": t["target"] / tokens,
             "draft_forward_s_per_token": t["draft"] / tokens,
             "other_s_per_token": (t["seconds"] - t["target"] - t["draft"]) / tokens,
-            "target_forward_passes": passes[name]["target"],
-            "draft_forward_passes": passes[name]["draft"],
-            "steps": t["steps"],
         }
-    sd, steps = totals["SD"], max(totals["SD"]["steps"], 1)
-    # Per verification step: γ draft passes, one target pass over γ + 1 positions, and
-    # the rest. Plain sampling's seconds per token is the unit.
-    unit = out["sampling"]["seconds_per_token"]
-    step = sd["seconds"] / steps
-    needed = 1.3 * step / unit  # tokens a step must return for 1.3× sampling
-    out["per_step"] = {
-        "seconds": step,
-        "in_sampling_tokens": step / unit,
-        "draft_forward_s": sd["draft"] / steps,
-        "target_forward_s": sd["target"] / steps,
-        "other_s": (sd["seconds"] - sd["draft"] - sd["target"]) / steps,
-        "tokens": sd["tokens"] / steps,
-        "tokens_needed_for_1.3x": needed,
-        # α with 1 + α + α² + … + α^γ = needed (acceptance independent per position).
-        "alpha_needed_for_1.3x": _alpha_for(needed),
+    sd = rows["SD"]
+    sd["acceptance_rate"] = accepted / max(proposed, 1)
+    sd["acceptance_by_position"] = [
+        sum(a >= i for p, a in steps if p >= i) / max(1, sum(p >= i for p, _ in steps))
+        for i in range(1, GAMMA + 1)
+    ]
+    sd["speed_vs_sampling"] = sd["tokens_per_s"] / rows["sampling"]["tokens_per_s"]
+    # Per verification step, in units of plain sampling's time per token: a step must
+    # return (its cost × 1.3) tokens for SD to run 1.3× faster.
+    per_step = totals["SD"]["tokens"] / max(len(steps), 1)
+    cost = per_step * rows["sampling"]["tokens_per_s"] / sd["tokens_per_s"]
+    sd["per_step"] = {
+        "tokens": per_step,
+        "cost_in_sampling_tokens": cost,
+        "tokens_needed_for_1.3x": 1.3 * cost,
+        # α with 1 + α + α² + … + α^γ = that (acceptance independent per position).
+        "alpha_needed_for_1.3x": _alpha_for(1.3 * cost),
     }
-    return out
+    return rows
 
 
 def _alpha_for(tokens_per_step):
@@ -345,7 +311,7 @@ def phases_main(quick):
     payload["phases"] = {
         "draft": largest["folder"],
         "prompts": len(prompts),
-        **phase_times(TARGET, folder, prompts, 16 if quick else 64),
+        **speculative_rows(TARGET, folder, prompts, 16 if quick else 64),
     }
     print(f"phases: {payload['phases']}")
     write_json(name, payload)
