@@ -14,7 +14,7 @@ reference's replies to the same prompts and seeds (paired; standard error over p
 draft of the best gold shift, interleaved prompt by prompt with plain target sampling:
 the gold shift, target forward passes per token and acceptance.
 
-    python -m benchmarks.bench_align [--quick] [--sss]
+    python -m benchmarks.bench_align [--quick] [--sss [--sss-seeds K]]
 
 Writes ``results/align.json`` and ``align.png``.
 """
@@ -77,9 +77,8 @@ def replies(model, prompts, max_new_tokens, strategy=None):
     return out
 
 
-def per_prompt(scorer, prompts, results):
-    """The scorer's mean over each prompt's replies: [prompt]."""
-    k = len(SEEDS)
+def per_prompt(scorer, prompts, results, k=len(SEEDS)):
+    """The scorer's mean over each prompt's ``k`` replies: [prompt]."""
     return [
         statistics.mean(scorer.score(p, [r.text for r in results[i * k : (i + 1) * k]]))
         for i, p in enumerate(prompts)
@@ -96,6 +95,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small settings (a smoke run)")
     parser.add_argument("--sss", action="store_true", help="SSS with the best aligned draft")
+    parser.add_argument(
+        "--sss-seeds",
+        type=int,
+        default=len(SEEDS),
+        choices=range(1, len(SEEDS) + 1),
+        help=f"seeds per prompt in the SSS rows (default {len(SEEDS)}; 1 halves their time)",
+    )
     args = parser.parse_args()
     assert not set(PROMPTS) & set(DISTILL_PROMPTS + MORE_PROMPTS)  # held out
     prompts = PROMPTS[:4] if args.quick else PROMPTS
@@ -152,7 +158,8 @@ def main() -> None:
         best = max(payload["variants"], key=lambda k: payload["variants"][k]["gold_shift"])
         payload["sss"] = {
             "aligned_draft": best,
-            **sss_rows(folders[best], reference, prompts, gold, max_new),
+            "seeds": args.sss_seeds,
+            **sss_rows(folders[best], reference, prompts, gold, max_new, SEEDS[: args.sss_seeds]),
         }
         print(f"SSS with {best}: {payload['sss']}")
     path = write_json(name, payload)
@@ -160,7 +167,7 @@ def main() -> None:
     print(f"wrote {path}")
 
 
-def sss_rows(aligned_folder, reference, prompts, gold, max_new):
+def sss_rows(aligned_folder, reference, prompts, gold, max_new, seeds=SEEDS):
     """Plain target sampling and SSS, interleaved prompt by prompt (same prompts, seeds)."""
     strategies = {
         "sampling": Sampling(),
@@ -172,7 +179,7 @@ def sss_rows(aligned_folder, reference, prompts, gold, max_new):
     results = {n: [] for n in strategies}
     seconds = dict.fromkeys(strategies, 0.0)
     for index, prompt in enumerate(prompts):
-        for seed in SEEDS:
+        for seed in seeds:
             for label, strategy in strategies.items():
                 start = time.perf_counter()
                 (result,) = generate(
@@ -184,7 +191,7 @@ def sss_rows(aligned_folder, reference, prompts, gold, max_new):
                 )
                 seconds[label] += time.perf_counter() - start
                 results[label].append(result)
-    golds = {n: per_prompt(gold, prompts, r) for n, r in results.items()}
+    golds = {n: per_prompt(gold, prompts, r, len(seeds)) for n, r in results.items()}
     shift, se = paired(golds["SSS"], golds["sampling"])
     out = {"gold_shift": shift, "gold_shift_se": se}
     for label, rows in results.items():

@@ -24,7 +24,7 @@ The cut draft before training is the first point. A log-linear fit of the overla
 against teacher tokens says how much data 0.6 would take, if the trend holds.
 
     python -m benchmarks.bench_draft_data [--quick]
-    python -m benchmarks.bench_draft_data --phases   # SD's time per phase, largest draft
+    python -m benchmarks.bench_draft_data --phases [--replies N]   # SD's time per phase
 
 Writes ``results/draft_data.json`` and ``draft_data.png``; partial results are written
 after every draft, so a stopped run keeps what it measured.
@@ -233,11 +233,18 @@ def main() -> None:
     parser.add_argument(
         "--phases",
         action="store_true",
-        help="only time SD's phases with the largest draft already made (adds to the JSON)",
+        help="only time SD's phases with a draft of the last full run (adds to the JSON)",
+    )
+    parser.add_argument(
+        "--replies",
+        type=int,
+        default=None,
+        help="with --phases: the draft of this many replies per prompt (default: the largest;"
+        " the time per phase hardly depends on it, and the recipe's 6 is the quickest to remake)",
     )
     args = parser.parse_args()
     if args.phases:
-        return phases_main(args.quick)
+        return phases_main(args.quick, args.replies)
     data = (1, 2) if args.quick else DATA
     recipe = {**DISTILL, "max_new_tokens": 16, "epochs": 1} if args.quick else DISTILL
     prompts = PROMPTS[:4] if args.quick else PROMPTS
@@ -294,22 +301,29 @@ def main() -> None:
     print(f"wrote {path}")
 
 
-def phases_main(quick):
-    """``--phases``: SD's time per phase with the largest draft of the last full run."""
+def phases_main(quick, replies_per_prompt=None):
+    """``--phases``: SD's time per phase with a draft of the last full run (the largest
+    unless ``replies_per_prompt`` names another)."""
     import json
 
     from benchmarks.common import RESULTS
 
     name = "draft_data_quick" if quick else "draft_data"
     payload = json.loads((RESULTS / f"{name}.json").read_text())
-    largest = max(payload["drafts"], key=lambda p: p["teacher_tokens"])
-    settings = {**payload["recipe"], "replies_per_prompt": largest["replies_per_prompt"]}
+    points = {p["replies_per_prompt"]: p for p in payload["drafts"]}
+    if replies_per_prompt is None:
+        replies_per_prompt = max(points, key=lambda r: points[r]["teacher_tokens"])
+    if replies_per_prompt not in points:
+        raise SystemExit(f"--replies {replies_per_prompt}: the last run made {sorted(points)}")
+    chosen = points[replies_per_prompt]
+    settings = {**payload["recipe"], "replies_per_prompt": replies_per_prompt}
     folder = distill_draft(TARGET, **settings).folder  # cached: returns at once
-    assert Path(folder).name == largest["folder"]
+    assert Path(folder).name == chosen["folder"]
     prompts = PROMPTS[:2] if quick else PROMPTS[:12]
     generate(TARGET, "warm up", max_new_tokens=2)
     payload["phases"] = {
-        "draft": largest["folder"],
+        "draft": chosen["folder"],
+        "replies_per_prompt": replies_per_prompt,
         "prompts": len(prompts),
         **speculative_rows(TARGET, folder, prompts, 16 if quick else 64),
     }

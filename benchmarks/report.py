@@ -525,6 +525,27 @@ def draft_data_section() -> str | None:
             f"**{row['speed_vs_sampling']:.2f}×** sampling's tokens/s "
             f"({sd['rows']['sampling']['tokens_per_s']:.1f} tok/s)."
         )
+    phases = data.get("phases")
+    if phases:
+        sampling, row = phases["sampling"], phases["SD"]
+        step = row["per_step"]
+        alpha = step["alpha_needed_for_1.3x"]
+        body += (
+            f"\n\nWhere SD's time goes ({phases['prompts']} prompts, the "
+            f"{phases.get('replies_per_prompt', '?')}-reply draft), in s per token: sampling "
+            f"{sampling['target_forward_s_per_token']:.3f} target + "
+            f"{sampling['other_s_per_token']:.3f} other; SD "
+            f"{row['target_forward_s_per_token']:.3f} target + "
+            f"{row['draft_forward_s_per_token']:.3f} draft + {row['other_s_per_token']:.3f} other. "
+            f"A γ = {data['num_draft_tokens']} step returned {step['tokens']:.2f} tokens and cost "
+            f"{step['cost_in_sampling_tokens']:.2f} sampled tokens' time, so 1.3× needs "
+            f"{step['tokens_needed_for_1.3x']:.2f} tokens a step"
+            + (
+                f" (α ≈ {alpha:.2f} at every position)."
+                if alpha is not None
+                else ", more than a step can return."
+            )
+        )
     return _section(
         "Distilled draft: acceptance against teacher data",
         "python -m benchmarks.bench_draft_data",
@@ -557,7 +578,8 @@ def align_section() -> str | None:
     sss = data.get("sss")
     if sss:
         body += (
-            f"\n\nSSS on the target with the aligned draft “{sss['aligned_draft']}”: gold shift "
+            f"\n\nSSS on the target with the aligned draft “{sss['aligned_draft']}” "
+            f"({sss.get('seeds', data['seeds'])} seed(s) per prompt): gold shift "
             f"{sss['gold_shift']:+.3f} ± {sss['gold_shift_se']:.3f} over target sampling, "
             f"{sss['SSS']['target_passes_per_token']:.2f} target passes per token, acceptance "
             f"{sss['SSS']['acceptance_rate']:.3f}, "

@@ -199,6 +199,29 @@ def test_the_draft_data_section_shows_each_draft_the_fit_and_sd(tmp_path, monkey
     # +b ln 2 per doubling; 0.6 at exp(10) ≈ 22,026 tokens, 6× the largest set (4,000).
     assert f"+{b * math.log(2):.3f} per doubling" in text and "(6× the largest set)" in text
     assert "**0.60×** sampling's tokens/s" in text
+    assert "Where SD's time goes" not in text  # no --phases run yet
+    timing = {"target_forward_s_per_token": 0.1, "other_s_per_token": 0.01}
+    data["phases"] = {
+        "prompts": 2,
+        "replies_per_prompt": 6,
+        "sampling": timing,
+        "SD": {
+            "target_forward_s_per_token": 0.1,
+            "other_s_per_token": 0.03,
+            "draft_forward_s_per_token": 0.02,
+            "per_step": {
+                "tokens": 1.4,
+                "cost_in_sampling_tokens": 2.0,
+                "tokens_needed_for_1.3x": 2.6,
+                "alpha_needed_for_1.3x": 0.7,
+            },
+        },
+    }
+    (tmp_path / "draft_data.json").write_text(json.dumps(data))
+    text = report.draft_data_section()
+    assert "the 6-reply draft" in text and "sampling 0.100 target + 0.010 other" in text
+    assert "SD 0.100 target + 0.020 draft + 0.030 other" in text
+    assert "so 1.3× needs 2.60 tokens a step (α ≈ 0.70 at every position)" in text
 
 
 def test_the_align_section_shows_each_setting_and_the_sss_row(tmp_path, monkeypatch):
