@@ -16,7 +16,7 @@ difference's standard error is about 0.35 and 1.5 is over four of them; the test
 
     python -m benchmarks.bench_vllm_spec_check [--runs 10]
 
-Writes ``results/vllm_spec_check.json`` (no plot: one rate and its interval).
+Writes ``results/spec_check_vllm.json`` (no plot: one rate and its interval).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def main() -> None:
     wrong = sum(r["wrong"] for r in runs)
     low, high = wilson(wrong, len(runs))
     path = write_json(
-        "vllm_spec_check",
+        "spec_check_vllm",
         {
             "vllm": vllm.__version__,
             "model": MODEL,
