@@ -126,9 +126,15 @@ def _gguf_file(alias: str) -> Path:
     raise KeyError(alias)
 
 
+CONVERSION_VERSION = 2
+"""Bumped when the conversion's output changes (2: the GGUF file's BOS/EOS flags are
+applied to the tokenizer), so folders converted before are not reused."""
+
+
 def _fingerprint(path: Path) -> str:
     stat = path.stat()
-    return hashlib.sha256(f"{path.name}:{stat.st_size}".encode()).hexdigest()[:12]
+    key = f"{path.name}:{stat.st_size}:v{CONVERSION_VERSION}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def embedded_model_path(alias: str) -> Path:
@@ -157,7 +163,10 @@ def _convert_gguf(gguf_path: Path, folder: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .gguf_tokens import apply_gguf_token_flags
+
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    apply_gguf_token_flags(tokenizer, gguf_path)
     model = AutoModelForCausalLM.from_pretrained(
         gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
     )

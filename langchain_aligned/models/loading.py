@@ -21,6 +21,7 @@ import torch
 
 from ..errors import InvalidInputError, ModelLoadError
 from .embedded import EMBEDDED_MODELS, embedded_model_path
+from .gguf_tokens import apply_gguf_token_flags
 from .restricted_head import apply_saved_head
 
 __all__ = [
@@ -430,6 +431,8 @@ def _load_uncached(
                 **path_kwargs,
             )
             model = AutoModelForCausalLM.from_pretrained(location, **load_kwargs)
+            if path_kwargs:
+                apply_gguf_token_flags(tokenizer, Path(location) / path_kwargs["gguf_file"])
     except (OSError, ValueError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
         hint = (
