@@ -49,8 +49,9 @@ same 12 prompts in every setting (none uses fewer), one repeat, one torch thread
 other busy process). Time on the 2-core VM (AMD EPYC), measured by the committed run
 (parts of the grid in separate processes, two at a time; wall minutes per setting,
 unlimited + budget rows): L = 96: n = 16 ≈ 21 (α ∈ {0.5, 0.75}, no budget rows),
-n = 32 ≈ 35 (both α), n = 64 ≈ 43; L = 256: n = 16 ≈ 55, n = 32 ≈ 70. n = 128 at
-L = 96 was not run (≈ 1.6 h more). A decode step costs ≈ 180 ms a forward pass plus
+n = 32 ≈ 35 (both α), n = 64 ≈ 43; L = 256: n = 16 ≈ 55, n = 32 ≈ 70. A later,
+faster VM, alone, ran L = 96 at n = 128 (unlimited rows; B = 3712 cannot hold 128
+prompts) in 12 min and n = 16–64 in 26 min. A decode step costs ≈ 180 ms a forward pass plus
 ≈ 7.5 ms a row-token there (the cost model in the summary).
 
 The committed result merges four such parts with ``--summarise`` (each part's machine
@@ -348,6 +349,17 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
         if not args.max_work or n * length <= args.max_work
     ]
     budget = args.budget or default_budget(grid, p_max, args.decision_tokens)
+    # Speculative Rejection starts all n candidates at once: a budget that cannot hold
+    # their prompts and one token each would stop the run at that setting's budget rows,
+    # after its unlimited rows. Refuse it before decoding anything.
+    for _length, n in grid:
+        if n * (p_max + 1) > budget:
+            counter.close()
+            raise SystemExit(
+                f"--budget {budget} cannot hold n={n} candidates of the longest prompt "
+                f"({p_max} tokens) and one token each ({n * (p_max + 1)} slots): "
+                f"give --budget {n * (p_max + args.decision_tokens)} or more, or leave out n={n}"
+            )
     payload: dict[str, Any] = {
         "machine": machine(),
         "benchmark": "speed",
@@ -420,7 +432,9 @@ def merge(paths: Sequence[Path]) -> dict:
         merged["pairs"] += part["pairs"]
         merged["not_binding"] += part["not_binding"]
         merged["settings"]["grid"] += part["settings"]["grid"]
-        merged["parts"].append(
+        # A part that is itself a merge (a committed result extended by a new run)
+        # brings its own parts' records, not one record of its first part.
+        merged["parts"] += part.get("parts") or [
             {
                 "file": path.name,
                 "machine": part["machine"],
@@ -428,7 +442,7 @@ def merge(paths: Sequence[Path]) -> dict:
                 "grid": part["settings"]["grid"],
                 "alpha": part["settings"]["alpha"],
             }
-        )
+        ]
     # The grid: each setting once, in order. A part stopped early may list settings it
     # never ran; the merged run is complete when every listed setting has its rows.
     grid = sorted({tuple(setting) for setting in merged["settings"]["grid"]})

@@ -283,7 +283,7 @@ def speed_sections() -> list[str]:
         alphas = " ".join(f"{a:g}" for a in settings["alpha"])
         command = (
             f"python -m benchmarks.bench_speed --lengths {lengths} --n {ns} --alpha {alphas} "
-            f"--budget {settings['budget']}"
+            f"--decision-tokens {settings['decision_tokens']} --budget {settings['budget']}"
         )
         sections.append(
             _section(

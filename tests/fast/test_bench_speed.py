@@ -90,6 +90,16 @@ def test_forward_hook_matches_the_strategies_own_passes(payload):
             assert stats["hook_forward_passes"] == stats["target_forward_passes"] > 0
 
 
+def test_a_budget_too_small_for_n_prompts_is_refused_before_decoding(tmp_path):
+    # Speculative Rejection must hold all n prompts at once; a run that found out at
+    # the budget rows would have spent the unlimited rows first (as one n = 128 run did).
+    argv = ["--n", "2", "8", "--lengths", "6", "--prompts", "2", "--budget", "12"]
+    argv += ["--out", "refused", "--out-dir", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"--budget 12 cannot hold n=\d+ candidates"):
+        bench_speed.main(argv, model=tiny_pair(0), reward=CountingScorer())
+    assert not list(tmp_path.iterdir())  # nothing was decoded or written
+
+
 def test_default_budget_follows_the_documented_rule():
     # max(⌈n/4⌉·(P + L), n·(P + τ)) over the grid, with P = 40, τ = 16.
     assert bench_speed.default_budget([(96, 128), (256, 32)], 40, 16) == 128 * 56
@@ -180,6 +190,12 @@ def test_parts_of_one_grid_merge_into_the_summary_of_the_whole(payload, tmp_path
     assert [p["file"] for p in merged["parts"]] == ["part2.json", "part4.json"]
     assert merged["complete"] is True and merged["settings"]["grid"] == [[6, 2], [6, 4]]
     assert (tmp_path / "m" / "whole.json").exists()
+    # A merged result extended by a new part keeps every part's own record.
+    (tmp_path / "new.json").write_text(json.dumps({**saved, "machine": {"cpu": "another"}}))
+    extended = bench_speed.merge([tmp_path / "m" / "whole.json", tmp_path / "new.json"])
+    assert [p["file"] for p in extended["parts"]] == ["part2.json", "part4.json", "new.json"]
+    assert extended["parts"][-1]["machine"] == {"cpu": "another"}
+    assert len(extended["pairs"]) == 2 * len(saved["pairs"])
     other = json.loads(paths[1].read_text())
     other["settings"]["budget"] += 1
     paths[1].write_text(json.dumps(other))
