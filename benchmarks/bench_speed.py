@@ -353,11 +353,12 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, reward: Any = 
     # their prompts and one token each would stop the run at that setting's budget rows,
     # after its unlimited rows. Refuse it before decoding anything.
     for _length, n in grid:
-        if n * (p_max + 1) > budget:
+        smallest = SpeculativeRejection(n=n).smallest_budget_slots(p_max)
+        if smallest > budget:
             counter.close()
             raise SystemExit(
                 f"--budget {budget} cannot hold n={n} candidates of the longest prompt "
-                f"({p_max} tokens) and one token each ({n * (p_max + 1)} slots): "
+                f"({p_max} tokens) and one token each ({smallest} slots): "
                 f"give --budget {n * (p_max + args.decision_tokens)} or more, or leave out n={n}"
             )
     payload: dict[str, Any] = {

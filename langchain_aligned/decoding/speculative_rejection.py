@@ -112,6 +112,12 @@ class SpeculativeRejection(Strategy):
                 "0 keeps every candidate (Best-of-N), 0.5 is the paper's setting"
             )
 
+    def smallest_budget_slots(self, prompt_tokens: int) -> int:
+        """The least ``memory_budget_slots`` for a prompt of ``prompt_tokens`` tokens:
+        the n prompts and one token each. Below it, rounds would follow almost every
+        token, ranking candidates by a token or two of text each time."""
+        return self.n * (prompt_tokens + 1)
+
     def decode(
         self, engine: ReplyEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
     ) -> list[Result]:
@@ -343,15 +349,13 @@ class _Pool:
         self.budget = strategy.memory_budget_slots or len(self.candidates) * (
             self.prompt_slots + strategy.decision_tokens
         )
-        if self.budget < len(self.candidates) * (self.prompt_slots + 1):
-            # The n prompts alone would fill it: rounds would follow almost every token,
-            # ranking candidates by a token or two of text each time.
+        smallest = strategy.smallest_budget_slots(self.prompt_slots)
+        if self.budget < smallest:
             raise InvalidInputError(
                 f"SpeculativeRejection(memory_budget_slots={self.budget}) cannot hold its "
                 f"n={len(self.candidates)} candidates' prompts of {self.prompt_slots} tokens "
-                f"and one token each ({len(self.candidates) * (self.prompt_slots + 1)} "
-                "slots): raise the budget (n·(prompt + τ) slots decide after τ tokens) or "
-                "lower n"
+                f"and one token each ({smallest} slots): raise the budget (n·(prompt + τ) "
+                "slots decide after τ tokens) or lower n"
             )
         self.scores: dict[int, float] = {}  # candidate index -> final reward
         self.next_decision: float = math.inf

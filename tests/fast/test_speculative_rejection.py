@@ -484,6 +484,7 @@ def test_pools_due_at_one_step_share_one_reward_call():
 def test_a_budget_that_cannot_hold_the_prompts_is_refused_before_decoding():
     prompt_tokens = _run(SpeculativeRejection(n=2), PROMPTS[0], 0).stats.prompt_tokens
     smallest = 8 * (prompt_tokens + 1)
+    assert SpeculativeRejection(n=8).smallest_budget_slots(prompt_tokens) == smallest
     with pytest.raises(InvalidInputError, match=rf"memory_budget_slots={smallest - 1}\).*n=8"):
         _run(SpeculativeRejection(n=8, memory_budget_slots=smallest - 1), PROMPTS[0], 0)
     (result,) = [_run(SpeculativeRejection(n=8, memory_budget_slots=smallest), PROMPTS[0], 0)]
