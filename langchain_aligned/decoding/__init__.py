@@ -33,6 +33,15 @@ Requests and replies
 * **reply** — the tokens a candidate generated and their text (a stop string and the
   end-of-sequence token are not part of it). A :class:`Result` carries the reply a
   strategy chose for a request.
+* **tokens generated** — what decoding a candidate produced: every token its reply
+  took, sampled or accepted from a draft, up to and including the one that ended it
+  (its end-of-sequence token, the tokens of a stop string); tokens after that are not
+  taken. The decode cost, counted alike by every strategy and engine
+  (``tokens_generated``).
+* **tokens returned** — the tokens of the reply a :class:`Result` returns
+  (``tokens_returned`` = ``len(token_ids)``): a reply's ids decode to its text, so they
+  exclude the end-of-sequence token and the stop string. A candidate's tokens returned
+  never exceed its tokens generated.
 * **finished** — a candidate whose reply has ended: an end-of-sequence token or a
   **stop string** (text that ends a reply where it appears, matched on decoded text;
   finish reason ``"stop"``), or the length cap or context limit (``"length"``).

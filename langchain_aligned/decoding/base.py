@@ -119,7 +119,8 @@ class RoundStats:
     threshold: float | None
     """Lowest partial reward that survived (None when nothing was rejected)."""
     best_reward: float | None
-    """Best reward seen so far."""
+    """Best reward seen so far: the maximum of every reward the pool's rounds up to
+    this one gave, partial or final (it never falls from one round to the next)."""
 
 
 @dataclass
@@ -148,9 +149,10 @@ class AlignmentStats:
     rounds: list[RoundStats] = field(default_factory=list)
     """Rounds of Speculative Rejection (empty for other strategies)."""
     tokens_generated: int = 0
-    """Tokens sampled or accepted across all candidates (the decode cost)."""
+    """Tokens generated across all candidates (glossary: the decode cost, each reply's
+    ending token — end-of-sequence or a stop string's — included)."""
     tokens_returned: int = 0
-    """Tokens in the returned reply."""
+    """Tokens returned: ``len(token_ids)`` of the returned reply (glossary)."""
     prompt_tokens: int = 0
     """Tokens of the rendered prompt."""
     draft_tokens_proposed: int = 0
@@ -294,7 +296,10 @@ class Result:
     text: str
     """Text of the reply (stop string and end-of-sequence token removed)."""
     token_ids: list[int]
-    """Token ids of the reply."""
+    """Token ids of the reply: they decode to ``text`` (neither holds the stop string
+    nor the end-of-sequence token), except that when a stop string starts inside a
+    token's text — often just after its leading space — ``text`` keeps that token's
+    characters before the stop string while ``token_ids`` end before the token."""
     finish_reason: str
     """``"stop"`` or ``"length"``."""
     stats: AlignmentStats

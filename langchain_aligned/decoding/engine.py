@@ -28,7 +28,7 @@ import torch
 from ..errors import ContextLengthError, InvalidInputError
 from ..models.loading import ModelHandle
 from .params import SamplingParams, draw_uniforms, sample_from, warp
-from .text import StopMatcher, decode
+from .text import StopMatcher, decode, tokens_within
 
 __all__ = [
     "Candidate",
@@ -69,7 +69,9 @@ class Candidate:
     text: str | None = None
     """The reply text once finished (cut before a stop string)."""
     tokens_sampled: int = 0
-    """Tokens drawn for this candidate by :meth:`DecodingEngine.step` (EOS included)."""
+    """Tokens this candidate's reply took (:meth:`ReplyEngine.append`): sampled, or
+    accepted from a draft, up to the one that ended it — its end-of-sequence token
+    and a stop string's tokens included (so at least ``len(token_ids)``)."""
 
     @property
     def finished(self) -> bool:
@@ -174,6 +176,14 @@ class ReplyEngine:
         """Keep only ``rows`` (in that order) and drop the others' work."""
         raise NotImplementedError
 
+    def release(self, state: DecodeState) -> None:
+        """Drop every row of ``state`` and the engine's work on them (a vLLM engine
+        aborts their requests, freeing their KV blocks). A strategy calls it on every
+        way out of a decode that leaves rows alive — a reward that raised, a callback
+        that raised, cancellation — so nothing keeps decoding for nobody."""
+        if state.num_rows:
+            self.select(state, [])
+
     # ------------------------------------------------------------------ prompts
     def encode(self, text: str) -> list[int]:
         """Token ids of rendered prompt text.
@@ -208,9 +218,13 @@ class ReplyEngine:
         """Append accepted tokens to a candidate and finish it if it ends.
 
         Handles EOS anywhere in ``tokens`` (the rest is dropped), stop strings and
-        the length cap. Returns whether the candidate finished.
+        the length cap. Every token taken counts in ``candidate.tokens_sampled``, the
+        one that ends the reply included (an end-of-sequence token, the last token of
+        a stop string); tokens after it are not taken. Returns whether the candidate
+        finished.
         """
         for token in tokens:
+            candidate.tokens_sampled += 1
             if token in self.eos_ids and not params.ignore_eos:
                 self.finish(candidate, "stop")
                 return True
@@ -223,6 +237,11 @@ class ReplyEngine:
                         matchers[id(candidate)] = matcher
                 cut = matcher.check(candidate.token_ids)
                 if cut is not None:
+                    # A stop string is not part of the reply: neither its text nor its
+                    # tokens (nor their log-probabilities) stay.
+                    kept = tokens_within(self.tokenizer, candidate.token_ids, cut)
+                    del candidate.token_ids[kept:]
+                    del candidate.token_logprobs[kept:]
                     self.finish(candidate, "stop", text=cut)
                     return True
             if self.room(candidate, params) == 0:
@@ -467,7 +486,6 @@ class DecodingEngine(ReplyEngine):
         keep: list[int] = []
         chunks: list[list[int]] = []
         for row, (candidate, token) in enumerate(zip(state.candidates, tokens, strict=True)):
-            candidate.tokens_sampled += 1
             recorded = len(candidate.token_logprobs) == len(candidate.token_ids)
             ended = self.append(candidate, [token], params, matchers)
             if recorded and len(candidate.token_ids) > len(candidate.token_logprobs):

@@ -81,7 +81,7 @@ def sample_batch(
         stats = AlignmentStats(
             strategy=strategy_name,
             num_candidates=1,
-            tokens_generated=len(candidate.token_ids),
+            tokens_generated=candidate.tokens_sampled,
             tokens_returned=len(candidate.token_ids),
             prompt_tokens=len(requests[index].prompt_ids),
             seed=requests[index].seed,

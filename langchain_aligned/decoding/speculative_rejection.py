@@ -112,11 +112,13 @@ class SpeculativeRejection(Strategy):
                 "0 keeps every candidate (Best-of-N), 0.5 is the paper's setting"
             )
 
-    def smallest_budget_slots(self, prompt_tokens: int) -> int:
+    def smallest_budget_slots(self, prompt_tokens: int, *, greedy: bool = False) -> int:
         """The least ``memory_budget_slots`` for a prompt of ``prompt_tokens`` tokens:
-        the n prompts and one token each. Below it, rounds would follow almost every
-        token, ranking candidates by a token or two of text each time."""
-        return self.n * (prompt_tokens + 1)
+        the prompts of the candidates decoded and one token each — n candidates, or one
+        when decoding is ``greedy`` (temperature 0 decodes a single candidate). Below
+        it, rounds would follow almost every token, ranking candidates by a token or
+        two of text each time."""
+        return (1 if greedy else self.n) * (prompt_tokens + 1)
 
     def decode(
         self, engine: ReplyEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
@@ -130,12 +132,25 @@ class SpeculativeRejection(Strategy):
         would do alone (every candidate draws from its own generator) — while the
         forward passes are shared: a step decodes the alive rows of every pool.
         """
-        engine, params, reward, hooks = batch.engine, batch.params, batch.reward, batch.hooks
+        engine = batch.engine
         pools = [_Pool(self, i, batch.requests[i]) for i in batch.members]
-        by_request = {pool.index: pool for pool in pools}
 
         # Step 1: start all N candidates of every pool in one batch — the only prefill.
         state = engine.prefill([c for p in pools for c in p.candidates], counters=batch.counters)
+        try:
+            return self._run_pools(batch, pools, state)
+        except BaseException:
+            # A reward, a callback or the caller ended the call: the alive rows must not
+            # keep decoding (on vLLM they would hold KV blocks for nobody).
+            engine.release(state)
+            raise
+
+    def _run_pools(
+        self, batch: parts.Batch, pools: list[_Pool], state: DecodeState
+    ) -> list[Result]:
+        """Steps 2 to 6 for the pools of one batch, whose candidates ``state`` holds."""
+        engine, params, reward, hooks = batch.engine, batch.params, batch.reward, batch.hooks
+        by_request = {pool.index: pool for pool in pools}
         matchers: dict[int, StopMatcher] = {}
         steps_done = 0
 
@@ -282,9 +297,7 @@ class SpeculativeRejection(Strategy):
             if rejected
             else None
         )
-        round_stats = pool.record_round(
-            alive, len(rejected), threshold, max(values) if values else None
-        )
+        round_stats = pool.record_round(alive, len(rejected), threshold, values)
         hooks.event(EVENT_ROUND, {"request": pool.index, **round_stats.__dict__})
 
     def _keep(self, pool_size: int) -> int:
@@ -349,13 +362,14 @@ class _Pool:
         self.budget = strategy.memory_budget_slots or len(self.candidates) * (
             self.prompt_slots + strategy.decision_tokens
         )
-        smallest = strategy.smallest_budget_slots(self.prompt_slots)
+        smallest = strategy.smallest_budget_slots(self.prompt_slots, greedy=request.params.greedy)
         if self.budget < smallest:
             raise InvalidInputError(
-                f"SpeculativeRejection(memory_budget_slots={self.budget}) cannot hold its "
-                f"n={len(self.candidates)} candidates' prompts of {self.prompt_slots} tokens "
-                f"and one token each ({smallest} slots): raise the budget (n·(prompt + τ) "
-                "slots decide after τ tokens) or lower n"
+                f"SpeculativeRejection(memory_budget_slots={self.budget}) cannot hold the "
+                f"{len(self.candidates)} candidates it decodes (n={strategy.n}): their "
+                f"prompts of {self.prompt_slots} tokens and one token each need {smallest} "
+                "slots; raise the budget (n·(prompt + τ) slots decide after τ tokens) or "
+                "lower n"
             )
         self.scores: dict[int, float] = {}  # candidate index -> final reward
         self.next_decision: float = math.inf
@@ -365,6 +379,7 @@ class _Pool:
         self._rejected: set[int] = set()  # ids of rejected candidates
         self._fell_short = False  # the last round rejected less than its quota
         self._rounds = 0
+        self._best_seen: float | None = None  # the best reward any round gave
         self._alive_at_plan = len(self.candidates)
         self._sampled_at_round = 0
 
@@ -411,10 +426,16 @@ class _Pool:
         alive: Sequence[Candidate],
         rejected: int,
         threshold: float | None,
-        best_reward: float | None,
+        scored: Sequence[float],
     ) -> RoundStats:
-        """The statistics of the round just held (``alive``: its alive candidates),
-        added to the request's."""
+        """The statistics of the round just held (``alive``: its alive candidates;
+        ``scored``: the rewards its reward call gave), added to the request's."""
+        # The best reward seen so far: the running maximum over every reward this pool
+        # was given, partial or final (a round's own maximum can fall from round to
+        # round, e.g. under a length penalty).
+        if scored:
+            best = max(scored)
+            self._best_seen = best if self._best_seen is None else max(self._best_seen, best)
         sampled = sum(c.tokens_sampled for c in self.candidates)
         round_stats = RoundStats(
             round=self._rounds,
@@ -424,7 +445,7 @@ class _Pool:
             rejected=rejected,
             tokens_decoded=sampled - self._sampled_at_round,
             threshold=threshold,
-            best_reward=best_reward,
+            best_reward=self._best_seen,
         )
         self._sampled_at_round = sampled
         self.stats.rounds.append(round_stats)

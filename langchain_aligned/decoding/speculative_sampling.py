@@ -308,7 +308,8 @@ def run_speculative(
             done = engine.append(
                 candidate, [*draft_ids[row][:n], new_tokens[row]], params, matchers
             )
-            kept = min(n, len(candidate.token_ids) - before)
+            # A stop string may take back tokens of earlier steps: never below zero.
+            kept = max(0, min(n, len(candidate.token_ids) - before))
             record_verification(
                 stats[candidate.request], hooks, candidate.request, step, own_gamma[row], kept
             )
@@ -327,7 +328,7 @@ def run_speculative(
     for candidate, request_stats in zip(candidates, stats, strict=True):
         request_stats.add_counters(target_counters, batch=batch)
         request_stats.add_counters(draft_counters, target=False)
-        request_stats.tokens_generated = len(candidate.token_ids)
+        request_stats.tokens_generated = candidate.tokens_sampled
         request_stats.tokens_returned = len(candidate.token_ids)
         request_stats.generation_seconds = elapsed / len(requests)
         hooks.event(EVENT_DONE, {"request": candidate.request, "stats": request_stats.to_dict()})

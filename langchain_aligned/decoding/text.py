@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["StopMatcher", "TextStream", "decode"]
+__all__ = ["StopMatcher", "TextStream", "decode", "tokens_within"]
 
 
 def decode(tokenizer: Any, token_ids: Sequence[int]) -> str:
@@ -23,6 +23,25 @@ def decode(tokenizer: Any, token_ids: Sequence[int]) -> str:
             list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
     )
+
+
+def tokens_within(tokenizer: Any, token_ids: Sequence[int], text: str) -> int:
+    """How many of ``token_ids`` a reply cut to ``text`` keeps: the longest prefix that
+    decodes to the start of ``text`` (all of ``text`` when the cut falls between
+    tokens, which is the usual case).
+
+    A stop string that starts inside a token's text leaves that token out: the reply
+    text keeps the token's characters before the stop string, the ids end before it.
+    Only the last few tokens are tried (those the stop string spans), so a hit costs a
+    few decodes, never one per token of the reply.
+    """
+    kept = len(token_ids)
+    while kept > 0:
+        head = decode(tokenizer, token_ids[:kept])
+        if text.startswith(head):
+            return kept
+        kept -= 1
+    return 0
 
 
 class StopMatcher:

@@ -260,7 +260,6 @@ class StreamedEngine(ReplyEngine):
             self.finish(candidate, reason)
             return True
         token, logprob = queue.popleft()
-        candidate.tokens_sampled += 1
         counters.tokens_sampled += 1
         recorded = len(candidate.token_logprobs) == len(candidate.token_ids)
         ended = self.append(candidate, [token], params, matchers)

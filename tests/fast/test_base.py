@@ -6,8 +6,18 @@ from typing import ClassVar
 
 import pytest
 from scorers import CountingScorer
+from tiny import tiny_pair, tiny_tokenizer
 
+from langchain_aligned import (
+    BestOfN,
+    RewardShiftedSampling,
+    Sampling,
+    SpeculativeRejection,
+    SpeculativeSampling,
+    generate,
+)
 from langchain_aligned.decoding import AlignmentStats, Hooks, Result, Strategy
+from langchain_aligned.decoding.text import decode
 from langchain_aligned.errors import InvalidInputError
 
 
@@ -98,3 +108,87 @@ def test_score_together_accounts_each_request_and_names_a_bad_reply():
 
     with pytest.raises(RewardError, match="batch-counting returned 1 score lists for 2"):
         score_together(Short(), [calls[0], calls[2]])
+
+
+# ---------------------------------------------------------------- what a result counts
+# Tokens generated and tokens returned mean one thing for every strategy (glossary of
+# langchain_aligned.decoding): defects 3 and 4 of issue 28.
+
+PAIR = tiny_pair(0)
+DRAFT = tiny_pair(1)
+STRATEGIES = {
+    "sampling": Sampling(),
+    "best_of_n": BestOfN(n=3),
+    "speculative_rejection": SpeculativeRejection(n=4, decision_tokens=3),
+    "speculative_sampling": SpeculativeSampling(draft=DRAFT, num_draft_tokens=3),
+    "reward_shifted_sampling": RewardShiftedSampling(
+        draft=DRAFT, draft_reference=tiny_pair(2), num_draft_tokens=2
+    ),
+}
+# Questions and seeds whose tiny-model replies end every way: end-of-sequence, the
+# stop string (a word of the tiny vocabulary, so one token) and the length cap.
+QUESTIONS = ["why is the sun red", "hello world", "what is a good answer", "the cat sat on"]
+SEEDS = range(4)
+
+
+def _results(strategy, **options):
+    return [
+        result
+        for seed in SEEDS
+        for result in generate(
+            PAIR,
+            QUESTIONS,
+            strategy=strategy,
+            reward=CountingScorer(),
+            seed=seed,
+            temperature=1.0,
+            max_new_tokens=16,
+            **options,
+        )
+    ]
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_a_replys_ids_counts_and_text_agree(name):
+    results = _results(STRATEGIES[name], stop=("the", "."))
+    tokenizer = tiny_tokenizer()
+    reasons = set()
+    for result in results:
+        # The stop string is not part of the reply: neither its text nor its tokens.
+        # The text may keep what came before the stop string in the token it starts
+        # in — with this word-level tokenizer only the space between two words.
+        decoded = decode(tokenizer, result.token_ids)
+        assert result.text.startswith(decoded)
+        assert result.text[len(decoded) :].strip() == ""
+        assert result.stats.tokens_returned == len(result.token_ids)
+        assert not any(word in ("the", ".") for word in result.text.split())
+        reasons.add(result.finish_reason)
+    assert reasons == {"stop", "length"}
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_tokens_generated_counts_each_replys_ending_token(name):
+    strategy = STRATEGIES[name]
+    for result in _results(strategy, stop=("the",)):
+        stats = result.stats
+        assert stats.tokens_generated >= stats.tokens_returned
+        if stats.num_candidates == 1:
+            # One candidate: its reply's tokens, plus the end-of-sequence token or the
+            # one-token stop string that ended it.
+            ended = result.finish_reason == "stop"
+            assert stats.tokens_generated == stats.tokens_returned + ended
+
+
+def test_the_same_seeded_reply_counts_the_same_whatever_the_strategy():
+    # One candidate each, the same generator: the same reply and the same counts.
+    for options in ({}, {"stop": ("the",)}):
+        alone = _results(Sampling(), **options)
+        for other in (BestOfN(n=1), SpeculativeRejection(n=1)):
+            for a, b in zip(alone, _results(other, **options), strict=True):
+                assert (a.token_ids, a.text, a.finish_reason) == (
+                    b.token_ids,
+                    b.text,
+                    b.finish_reason,
+                )
+                assert a.stats.tokens_generated == b.stats.tokens_generated
+                assert a.stats.tokens_returned == b.stats.tokens_returned

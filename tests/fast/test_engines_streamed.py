@@ -15,7 +15,7 @@ import dataclasses
 import random
 
 import pytest
-from scorers import CountingScorer
+from scorers import CountingScorer, RaisingScorer
 from tiny import tiny_pair
 
 from langchain_aligned import BestOfN, Hooks, Sampling, SpeculativeRejection
@@ -23,7 +23,7 @@ from langchain_aligned.decoding import SamplingParams, build_requests, engine_fo
 from langchain_aligned.decoding.engine import Candidate, DecodeCancelled
 from langchain_aligned.decoding.params import make_generator
 from langchain_aligned.engines import StreamedEngine, TokenDelta
-from langchain_aligned.errors import EngineError
+from langchain_aligned.errors import EngineError, RewardError
 from langchain_aligned.models import load_model
 
 HANDLE = load_model(tiny_pair(0))
@@ -162,3 +162,48 @@ def test_a_request_the_engine_aborts_is_an_engine_error():
     streams = LocalStreams(random.Random(0), finish_reason="abort")
     with pytest.raises(EngineError, match="finish_reason='abort' after"):
         _results(streams, BestOfN(n=2), seed=0)
+
+
+class _CallbackFailed(Exception):
+    """Raised by a test callback."""
+
+
+def _raise_in_round(name, data):
+    if name == "aligned.round":
+        raise _CallbackFailed("handler failed")
+
+
+def _cancel_after_first_round():
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 4
+
+    return should_stop
+
+
+EXIT_PATHS = {
+    # A reward that raises in the first round (step 3), with every candidate alive.
+    "reward error": (dict(reward=RaisingScorer()), RewardError),
+    # A callback of the round event raises (step 4, after the reward call).
+    "callback error": (dict(hooks=Hooks(on_event=_raise_in_round)), _CallbackFailed),
+    # The caller cancels while the survivors decode.
+    "cancellation": (dict(hooks=Hooks(should_stop=_cancel_after_first_round())), DecodeCancelled),
+}
+
+
+@pytest.mark.parametrize("path", EXIT_PATHS)
+def test_every_way_out_of_speculative_rejection_aborts_what_is_still_running(path):
+    # Defect 1 of issue 28: a reward that raised in a round left the alive requests
+    # running on the engine (on a server: KV blocks held, tokens decoded for nobody).
+    streams = LocalStreams(random.Random(0))
+    requests = build_requests(streams, PROMPTS, SamplingParams(max_new_tokens=24), seed=0)
+    options, error = EXIT_PATHS[path]
+    options = {"reward": CountingScorer(), "hooks": Hooks(), **options}
+    with pytest.raises(error):
+        SpeculativeRejection(n=4, decision_tokens=3).run(streams, requests, **options)
+    assert streams.started == 4 * len(PROMPTS)
+    # Nothing is left running: every request ended on its own or was aborted.
+    assert streams.requests == {}
+    assert streams.aborted

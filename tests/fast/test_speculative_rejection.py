@@ -489,3 +489,69 @@ def test_a_budget_that_cannot_hold_the_prompts_is_refused_before_decoding():
         _run(SpeculativeRejection(n=8, memory_budget_slots=smallest - 1), PROMPTS[0], 0)
     (result,) = [_run(SpeculativeRejection(n=8, memory_budget_slots=smallest), PROMPTS[0], 0)]
     assert result.stats.rounds  # the boundary decodes: a round after the first token
+
+
+def test_greedy_decoding_is_held_to_the_budget_of_its_one_candidate():
+    # Defect 6 of issue 28: temperature 0 decodes one candidate, but the budget check
+    # asked for n candidates' prompts and refused a budget that one fits.
+    prompt_tokens = _run(SpeculativeRejection(n=2), PROMPTS[0], 0).stats.prompt_tokens
+    strategy = SpeculativeRejection(n=16, memory_budget_slots=prompt_tokens + 1)
+    assert strategy.smallest_budget_slots(prompt_tokens, greedy=True) == prompt_tokens + 1
+    greedy = _run(strategy, PROMPTS[0], 0, temperature=0.0)
+    assert greedy.stats.num_candidates == 1 and greedy.token_ids
+    # The same budget still refuses the 16 sampled candidates, naming both counts.
+    with pytest.raises(
+        InvalidInputError, match=r"cannot hold the 16 candidates it decodes \(n=16\)"
+    ):
+        _run(strategy, PROMPTS[0], 0)
+    with pytest.raises(InvalidInputError, match=r"cannot hold the 1 candidates it decodes"):
+        _run(
+            SpeculativeRejection(n=16, memory_budget_slots=prompt_tokens),
+            PROMPTS[0],
+            0,
+            temperature=0.0,
+        )
+
+
+class LengthPenalty:
+    """Reward = −(characters): every round's best partial reward falls as replies grow."""
+
+    name = "length-penalty"
+
+    def score(self, conversation, completions):
+        return [-float(len(text)) for text in completions]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_best_reward_is_the_best_seen_so_far(seed):
+    # Defect 5 of issue 28: best_reward was each round's own maximum (−5, −34, −63 under
+    # a length penalty) while documented as the best seen so far.
+    scored: dict[int, list[float]] = {}  # round number -> the rewards its call gave
+    hooks = Hooks(
+        on_event=lambda name, data: (
+            scored.setdefault(data["round"], data["rewards"])
+            if name == "aligned.scored" and data["partial"]
+            else None
+        )
+    )
+    strategy = SpeculativeRejection(n=8, rejection_rate=0.5, decision_tokens=2)
+    (result,) = generate(
+        PAIR,
+        PROMPTS[0],
+        strategy=strategy,
+        reward=LengthPenalty(),
+        seed=seed,
+        hooks=hooks,
+        **{**COMMON, "max_new_tokens": 40},
+    )
+    rounds = result.stats.rounds
+    assert len(rounds) >= 2
+    best = [r.best_reward for r in rounds]
+    assert best == sorted(best)  # it never falls
+    # ...and it is the running maximum of every reward the rounds gave.
+    seen = -math.inf
+    for round_stats in rounds:
+        seen = max(seen, *scored[round_stats.round])
+        assert round_stats.best_reward == seen
+    # Under this penalty the later rounds' own maxima are lower: the case that matters.
+    assert max(scored[rounds[-1].round]) < max(scored[rounds[0].round])
