@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ROLES",
     "Conversation",
     "InvalidScorerConfig",
     "RecordedLogprobs",
@@ -72,38 +73,53 @@ class InvalidScorerConfig(RewardsError, ValueError):
     """A scorer was configured with a value it cannot use (raised at construction)."""
 
 
+ROLES = ("system", "user", "assistant", "tool")
+"""The chat-format roles a message may have."""
+
+
 def conversation_to_messages(
-    conversation: Conversation, *, error: type[Exception] = InvalidScorerConfig
+    conversation: Conversation,
+    *,
+    error: type[Exception] = InvalidScorerConfig,
+    nonempty: bool = False,
 ) -> list[dict[str, Any]]:
-    """The one conversion of a :data:`Conversation` to chat-format message dicts: a
-    prompt string becomes one user message; message lists are copied as dicts (``None``
-    content becomes ``""``; other content must be a string).
+    """The one validation and conversion of a :data:`Conversation` to chat-format
+    message dicts (the decoding core and the chat model use it too): a prompt string
+    becomes one user message; message lists are copied as dicts with a known role
+    (:data:`ROLES`) and string content (``None`` content becomes ``""``).
 
     Raises:
         error: (``InvalidScorerConfig`` unless the caller names its own package's
-            error) the conversation is neither a string nor a list of dicts with a
-            ``"role"``; the message names the bad item.
+            error) the conversation is neither a string nor a list of message dicts, a
+            message has no known role or non-string content, or (``nonempty``) the
+            list is empty; the message names the bad item and what to do.
     """
     if isinstance(conversation, str):
         return [{"role": "user", "content": conversation}]
-    if not isinstance(conversation, Sequence):
+    if isinstance(conversation, bytes) or not isinstance(conversation, Sequence):
         raise error(
             f"conversation of type {type(conversation).__name__} is neither a prompt "
-            "string nor a list of message dicts"
+            "string nor a list of chat messages"
         )
+    if nonempty and len(conversation) == 0:
+        raise error("messages is empty; pass at least one message to answer")
     messages = []
     for index, message in enumerate(conversation):
-        if not isinstance(message, Mapping) or "role" not in message:
+        if not isinstance(message, Mapping):
             raise error(
-                f"conversation message {index} ({message!r:.60}) is not a dict with a 'role'"
+                f"message {index} is a {type(message).__name__} ({message!r:.60}), not a "
+                "dict with 'role' and 'content'"
             )
+        role = message.get("role")
+        if role not in ROLES:
+            raise error(f"message {index} has unknown role {role!r}; use one of {', '.join(ROLES)}")
         item = dict(message)
         if item.get("content") is None:
             item["content"] = ""
         elif not isinstance(item["content"], str):
             raise error(
-                f"conversation message {index} has {type(item['content']).__name__} content; "
-                "pass the text as a string"
+                f"message {index} ({role}) has {type(item['content']).__name__} content; only "
+                "text content is supported — convert images or other blocks to text first"
             )
         messages.append(item)
     return messages

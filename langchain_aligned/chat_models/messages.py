@@ -2,9 +2,10 @@
 
 Inbound: :func:`to_hf_messages` turns LangChain messages into the chat-format dicts
 the decoding core renders (``{"role", "content", "tool_calls", ...}``). Outbound:
-:func:`split_tool_calls` separates a reply's calls to bound tools from its text, and
-:func:`chat_result` / :func:`final_chunk` / :func:`text_chunk` build the ``AIMessage``
-and chunks from a decoding :class:`~langchain_aligned.decoding.Result`.
+:func:`split_tool_calls` separates a reply's calls to bound tools from its text,
+:func:`text_chunk` / :func:`final_chunk` build the chunks of a decoding
+:class:`~langchain_aligned.decoding.Result` (the one decode path is a stream) and
+:func:`aggregate_chunks` joins them into the ``ChatResult`` of a non-streamed call.
 :func:`render_reply` writes a LangChain reply back as text (its tool calls in the
 format :mod:`rewards.tool_call` owns), for scoring replies of any chat model.
 """
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
+from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -26,8 +28,9 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
+from rewards.base import conversation_to_messages
 from rewards.tool_call import find_tool_calls, format_tool_call
 
 from ..decoding.base import Result
@@ -36,7 +39,7 @@ from ..errors import InvalidInputError
 __all__ = [
     "PROVIDER",
     "add_instruction",
-    "chat_result",
+    "aggregate_chunks",
     "final_chunk",
     "model_name",
     "normalize_tool_choice",
@@ -98,8 +101,6 @@ def to_hf_messages(messages: Sequence[BaseMessage], *, strict: bool = True) -> l
         InvalidInputError: (``strict`` only) empty list, unsupported content blocks or
             roles, or a tool message answering no earlier tool call (names the message).
     """
-    if strict and not messages:
-        raise InvalidInputError("messages is empty; pass at least one message to answer")
     out: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}
     for index, message in enumerate(messages):
@@ -144,7 +145,8 @@ def to_hf_messages(messages: Sequence[BaseMessage], *, strict: bool = True) -> l
                 f"message {index} has unsupported type {type(message).__name__}"
                 + (f" with role {message.role!r}" if isinstance(message, ChatMessage) else "")
             )
-    return out
+    # The one validation of chat-format messages, with its error texts.
+    return conversation_to_messages(out, error=InvalidInputError, nonempty=strict)
 
 
 def tool_name(tool: Mapping[str, Any]) -> str:
@@ -248,18 +250,14 @@ def _reply_parts(
     return text, tool_calls, metadata, usage
 
 
-def chat_result(
-    result: Result, tools: Sequence[Mapping[str, Any]] | None, model: Any
-) -> ChatResult:
-    """The ``ChatResult`` of one decoded reply (tool calls to ``tools`` parsed)."""
-    text, tool_calls, metadata, usage = _reply_parts(result, tools, model)
-    message = AIMessage(
-        content=text, tool_calls=tool_calls, response_metadata=metadata, usage_metadata=usage
-    )
-    return ChatResult(
-        generations=[ChatGeneration(message=message, generation_info=dict(metadata))],
-        llm_output={"model_name": metadata["model_name"], "alignment": metadata["alignment"]},
-    )
+def aggregate_chunks(chunks: Iterator[ChatGenerationChunk]) -> ChatResult:
+    """The ``ChatResult`` of a decode's whole stream of chunks (its text deltas and its
+    last chunk, :func:`final_chunk`): the reply as one ``AIMessage`` with its tool
+    calls, usage and metadata, and the alignment statistics as ``llm_output``."""
+    result = generate_from_stream(chunks)
+    metadata = result.generations[0].message.response_metadata
+    result.llm_output = {"model_name": metadata["model_name"], "alignment": metadata["alignment"]}
+    return result
 
 
 def text_chunk(delta: str) -> ChatGenerationChunk:

@@ -33,7 +33,7 @@ from . import batching, runs, workers
 from .calls import Call, bind_tool_specs, compose_reward, decode, prepare_call
 from .messages import (
     PROVIDER,
-    chat_result,
+    aggregate_chunks,
     final_chunk,
     model_name,
     text_chunk,
@@ -319,12 +319,13 @@ class AlignedChatModel(BaseChatModel):
         config, handle = runs.call_run(config)
         return runs.in_run_astream(super().astream(input, config, **kwargs), handle)
 
+    # One decode path: the stream. ``_generate`` and ``_agenerate`` aggregate it, as
+    # partner chat models do; the thread and async bridges wrap that one path.
     def _generate(
         self, messages: Messages, stop: Stop = None, run_manager: RunManager = None, **kwargs: Any
     ) -> ChatResult:
         call = self._prepare(messages, stop, kwargs)
-        result = self._run(call, Hooks(on_event=runs.event_sink(run_manager, self)))
-        return chat_result(result, call.tools, call.model)
+        return aggregate_chunks(self._chunks(call, run_manager, stream_text=False))
 
     async def _agenerate(
         self,
@@ -333,24 +334,15 @@ class AlignedChatModel(BaseChatModel):
         run_manager: AsyncRunManager = None,
         **kwargs: Any,
     ) -> ChatResult:
-        # Decoding runs in a worker thread so the event loop stays free.
         call = self._prepare(messages, stop, kwargs)
-        sink = functools.partial(runs.async_event_sink, run_manager, self)
-        async for item in workers.decode_in_worker(self._work(call), sink, stream_text=False):
-            if isinstance(item, Result):
-                return chat_result(item, call.tools, call.model)
-        raise AssertionError("the decode ended without a result")  # pragma: no cover
+        chunks = [chunk async for chunk in self._achunks(call, run_manager, stream_text=False)]
+        return aggregate_chunks(iter(chunks))
 
     def _stream(
         self, messages: Messages, stop: Stop = None, run_manager: RunManager = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         call = self._prepare(messages, stop, kwargs)
-        sink = runs.event_sink(run_manager, self)
-        for item in workers.decode_in_thread(self._work(call), sink, stream_text=call.stream_text):
-            chunk = _chunk(item, call)
-            if run_manager is not None and isinstance(item, str):
-                run_manager.on_llm_new_token(item, chunk=chunk)
-            yield chunk
+        yield from self._chunks(call, run_manager, stream_text=call.stream_text)
 
     async def _astream(
         self,
@@ -360,10 +352,29 @@ class AlignedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = self._prepare(messages, stop, kwargs)
+        async for chunk in self._achunks(call, run_manager, stream_text=call.stream_text):
+            yield chunk
+
+    def _chunks(
+        self, call: Call, run_manager: RunManager, *, stream_text: bool
+    ) -> Iterator[ChatGenerationChunk]:
+        """The decode of ``call`` as chunks: its text deltas (``stream_text``), then the
+        last chunk with the reply's metadata, decoded in a thread."""
+        sink = runs.event_sink(run_manager, self)
+        for item in workers.decode_in_thread(self._work(call), sink, stream_text=stream_text):
+            chunk = _chunk(item, call, stream_text)
+            if run_manager is not None and isinstance(item, str):
+                run_manager.on_llm_new_token(item, chunk=chunk)
+            yield chunk
+
+    async def _achunks(
+        self, call: Call, run_manager: AsyncRunManager, *, stream_text: bool
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """:meth:`_chunks` for the async paths: decoded in a worker thread, so the
+        event loop stays free."""
         sink = functools.partial(runs.async_event_sink, run_manager, self)
-        stream_text = call.stream_text
         async for item in workers.decode_in_worker(self._work(call), sink, stream_text=stream_text):
-            chunk = _chunk(item, call)
+            chunk = _chunk(item, call, stream_text)
             if run_manager is not None and isinstance(item, str):
                 await run_manager.on_llm_new_token(item, chunk=chunk)
             yield chunk
@@ -422,8 +433,9 @@ class AlignedChatModel(BaseChatModel):
         return structured_output(self, schema, method, include_raw)
 
 
-def _chunk(item: str | Result, call: Call) -> ChatGenerationChunk:
-    """The chunk of one item a decode streams: a text delta, or the result (last)."""
+def _chunk(item: str | Result, call: Call, streamed_text: bool) -> ChatGenerationChunk:
+    """The chunk of one item a decode streams: a text delta, or the result (last;
+    holding the reply text unless it was ``streamed_text``)."""
     if isinstance(item, Result):
-        return final_chunk(item, call.tools, call.model, streamed_text=call.stream_text)
+        return final_chunk(item, call.tools, call.model, streamed_text=streamed_text)
     return text_chunk(item)

@@ -43,6 +43,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rewards.base import ROLES, conversation_to_messages
 from rewards.tool_call import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, format_tool_call
 
 from ..errors import InvalidInputError
@@ -56,8 +57,6 @@ __all__ = [
     "tool_demonstrations",
     "tool_instructions",
 ]
-
-ROLES = ("system", "user", "assistant", "tool")
 
 
 def _tool_name(tool: Mapping[str, Any]) -> str:
@@ -91,39 +90,21 @@ def tool_instructions(tools: Sequence[Mapping[str, Any]]) -> str:
 
 
 def normalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Validate messages and merge consecutive same-role messages.
+    """Validate messages (:func:`rewards.base.conversation_to_messages`, the one
+    validation) and merge consecutive same-role messages.
 
     Raises:
-        InvalidInputError: empty list, a non-dict, an unknown role or non-string
-            content (the message names the index and the value).
+        InvalidInputError: not a list, an empty list, a non-dict, an unknown role or
+            non-string content (the message names the index and the value).
     """
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+    if isinstance(messages, str):
         raise InvalidInputError(
-            f"messages must be a list of chat messages, got {type(messages).__name__}"
+            "messages must be a list of chat messages, got a str; wrap a prompt as "
+            '[{"role": "user", "content": prompt}]'
         )
-    if len(messages) == 0:
-        raise InvalidInputError("messages is empty; pass at least one message to answer")
     merged: list[dict[str, Any]] = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise InvalidInputError(
-                f"message {index} is a {type(message).__name__}, not a dict with 'role' and 'content'"
-            )
-        role = message.get("role")
-        if role not in ROLES:
-            raise InvalidInputError(
-                f"message {index} has unknown role {role!r}; use one of {', '.join(ROLES)}"
-            )
-        content = message.get("content")
-        if content is None:
-            content = ""
-        if not isinstance(content, str):
-            raise InvalidInputError(
-                f"message {index} ({role}) has content of type {type(content).__name__}; "
-                "only text content is supported — convert images or other blocks to text first"
-            )
-        item = dict(message)
-        item["content"] = content
+    for item in conversation_to_messages(messages, error=InvalidInputError, nonempty=True):
+        role, content = item["role"], item["content"]
         tool_calls = item.get("tool_calls") or []
         if tool_calls:
             item["tool_calls"] = list(tool_calls)

@@ -196,3 +196,42 @@ def test_placeholders_of_recursive_and_bounded_schemas_validate():
     # Without a null option no finite valid instance exists; still no RecursionError.
     me = {"type": "object", "properties": {"me": {"$ref": "#/$defs/Me"}}, "required": ["me"]}
     assert isinstance(placeholder_arguments({"$ref": "#/$defs/Me", "$defs": {"Me": me}}), dict)
+
+
+BAD_CONVERSATIONS = [
+    [],
+    [{"role": "wizard", "content": "x"}],
+    [{"role": "user", "content": [{"type": "image_url"}]}],
+    ["hello"],
+    [{"content": "no role"}],
+    42,
+]
+
+
+@pytest.mark.parametrize("bad", BAD_CONVERSATIONS, ids=repr)
+def test_one_validation_one_error_text_wherever_messages_come_in(bad):
+    # The reward scorers, the decoding core and the chat model validate messages with
+    # one function: the same bad conversation gets the same words from each.
+    from tiny import tiny_pair
+
+    import rewards
+    from langchain_aligned import AlignedChatModel, generate
+    from langchain_aligned.chat_models import to_hf_messages
+
+    texts = set()
+    for check in (
+        lambda: rewards.conversation_to_messages(bad, error=InvalidInputError, nonempty=True),
+        lambda: generate(tiny_pair(0), [bad], max_new_tokens=2),
+        lambda: render_chat(tiny_tokenizer(), bad),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            check()
+        texts.add(str(info.value))
+    assert len(texts) == 1, texts
+    if bad == []:
+        with pytest.raises(InvalidInputError) as info:
+            to_hf_messages([])
+        assert str(info.value) in texts
+        with pytest.raises(InvalidInputError) as info:
+            AlignedChatModel(model=tiny_pair(0)).invoke([])
+        assert str(info.value) in texts

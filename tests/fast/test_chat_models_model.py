@@ -53,6 +53,35 @@ def test_metadata_on_invoke_and_stream_agree():
     assert merged.usage_metadata["input_tokens"] == reply.usage_metadata["input_tokens"]
 
 
+@pytest.mark.parametrize("entry", ["invoke", "stream", "ainvoke", "astream"])
+async def test_every_entry_point_decodes_through_the_one_stream(entry, monkeypatch):
+    # One decode path (issue 27): invoke aggregates the stream that stream yields, so
+    # every entry point goes through the same bridge, and gives the same reply.
+    from langchain_aligned.chat_models import workers
+
+    bridged = []
+    for name in ("decode_in_thread", "decode_in_worker"):
+        original = getattr(workers, name)
+
+        def counting(*args, _original=original, _name=name, **kwargs):
+            bridged.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(workers, name, counting)
+    model = make()
+    if entry == "invoke":
+        text = model.invoke("hello world").content
+    elif entry == "ainvoke":
+        text = (await model.ainvoke("hello world")).content
+    elif entry == "stream":
+        text = "".join(str(c.content) for c in model.stream("hello world"))
+    else:
+        text = "".join([str(c.content) async for c in model.astream("hello world")])
+    assert len(bridged) == 1
+    assert bridged[0] == ("decode_in_worker" if entry.startswith("a") else "decode_in_thread")
+    assert text == core(model, user("hello world"), reward=CountingScorer()).text
+
+
 def test_greedy_degrades_and_says_so():
     model = make(temperature=0)
     reply = model.invoke("hello world")
