@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Conversation, InvalidScorerConfig, RewardScorer, RewardsError, last_user_text
+from .hardware import quiet_short_load, resolve_device
 
 __all__ = ["EmbeddingSimilarityScorer", "minilm_path"]
 
@@ -40,8 +41,6 @@ def _load_encoder(source: str, device: Any) -> tuple[Any, Any]:
     with _ENCODERS_LOCK:
         if key not in _ENCODERS:
             from transformers import AutoModel, AutoTokenizer
-
-            from langchain_aligned.models import quiet_short_load
 
             try:
                 with quiet_short_load(source):
@@ -80,13 +79,8 @@ class EmbeddingSimilarityScorer(RewardScorer):
             )
         if batch_size < 1:
             raise InvalidScorerConfig(f"batch_size={batch_size!r} must be ≥ 1")
-        from langchain_aligned.models import resolve_device
-
-        try:
-            # "auto": CUDA when present (the encoder is small; it runs where the policy does).
-            self.device = resolve_device(device)
-        except ValueError as exc:
-            raise InvalidScorerConfig(f"EmbeddingSimilarityScorer: {exc}") from exc
+        # "auto": CUDA when present (the encoder is small; it runs where the policy does).
+        self.device = resolve_device(device)
         self.references = list(references) if references is not None else None
         self.encoder = encoder
         self.batch_size = batch_size

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._causal import CausalLMMixin
 from .base import Conversation, InvalidScorerConfig, RewardScorer, last_user_text
+from .causal_lm import CausalLMMixin
 
 __all__ = ["LLMJudgeScorer"]
 
@@ -86,33 +86,26 @@ class LLMJudgeScorer(CausalLMMixin, RewardScorer):
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
         import torch
 
-        from langchain_aligned.decoding import Candidate
-        from langchain_aligned.models import render_chat
-
-        handle, engine = self._load()
-        options = self._answer_ids(handle.tokenizer)["options"]
+        lm = self._load()
+        options = self._answer_ids(lm.tokenizer)["options"]
         question = last_user_text(conversation)
         out: list[float] = []
         for start in range(0, len(completions), self.batch_size):
             batch = completions[start : start + self.batch_size]
             prompts = [
-                engine.encode(
-                    render_chat(
-                        handle,
-                        [
-                            {
-                                "role": "user",
-                                "content": self.template.format(
-                                    question=question, answer=a or "(empty)", scale=self.scale
-                                ),
-                            }
-                        ],
-                    )
+                lm.prompt_ids(
+                    [
+                        {
+                            "role": "user",
+                            "content": self.template.format(
+                                question=question, answer=a or "(empty)", scale=self.scale
+                            ),
+                        }
+                    ]
                 )
                 for a in batch
             ]
-            state = engine.prefill([Candidate(i, 0, p) for i, p in enumerate(prompts)])
-            probs = state.next_logits[:, : handle.vocab_size].float().softmax(-1)  # [batch, vocab]
+            probs = lm.next_token_logprobs(prompts).exp()  # [batch, vocab]
             mass = torch.stack(
                 [probs[:, ids].sum(-1) for ids in options], dim=-1
             )  # [batch, options]

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from statistics import fmean as mean
 from typing import Any
 
-from ._causal import CausalLMMixin
 from .base import (
     Conversation,
     InvalidScorerConfig,
@@ -19,6 +18,7 @@ from .base import (
     conversation_to_messages,
     recorded_logprobs,
 )
+from .causal_lm import CausalLMMixin
 
 __all__ = ["LikelihoodScorer"]
 
@@ -62,14 +62,12 @@ class LikelihoodScorer(CausalLMMixin, RewardScorer):
         return f"LikelihoodScorer({self.model_source if isinstance(self.model_source, str) else 'model'})"
 
     def _score(self, conversation: Conversation, completions: list[str]) -> Sequence[float]:
-        from langchain_aligned.models import render_chat
-
-        handle, engine = self._load()
-        prompt = engine.encode(render_chat(handle, conversation_to_messages(conversation)))
-        tokenizer = handle.tokenizer
+        lm = self._load()
+        prompt = lm.prompt_ids(conversation_to_messages(conversation))
+        tokenizer = lm.tokenizer
         # Self-reward for free: when the texts were decoded by this very model from this
         # very prompt, the decoder recorded each token's log-probability already.
-        recorded = recorded_logprobs(handle.model, prompt)
+        recorded = recorded_logprobs(lm.model, prompt)
         out: list[float] = [self.empty_score] * len(completions)
         todo = []
         for index, text in enumerate(completions):
@@ -83,7 +81,7 @@ class LikelihoodScorer(CausalLMMixin, RewardScorer):
                 todo.append((index, ids[: self.max_completion_tokens]))
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
-            logprobs = engine.score_continuations([prompt] * len(chunk), [ids for _, ids in chunk])
+            logprobs = lm.continuation_logprobs([prompt] * len(chunk), [ids for _, ids in chunk])
             for (index, _), values in zip(chunk, logprobs, strict=True):
                 out[index] = float(values.mean())
         return out

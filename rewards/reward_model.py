@@ -5,9 +5,13 @@ Examples a GPU user would pick: ``Skywork/Skywork-Reward-Llama-3.1-8B-v0.2``,
 ``sfairXC/FsfairX-LLaMA3-RM-v0.1``.
 
 Formatting: the reward model's own chat template around conversation + reply when it
-has one, else ``"User: …\\n\\nAssistant: …"``. Truncation policy: a sequence longer than
-``max_length`` tokens keeps its **end** (the reply and the latest turns) — the
-tokenizer truncates from the left. Batches are sized by ``max_tokens_per_batch``.
+has one, else ``"User: …\\n\\nAssistant: …"``. Truncation policy
+(:func:`reward_model_ids`, shared with :class:`~rewards.vllm_reward.VLLMRewardScorer`,
+so both read the same token ids): a sequence longer than ``max_length`` tokens keeps its
+**end** (the reply and the latest turns) and its first token when that is the BOS (or
+CLS); ``max_length`` defaults to the least of 4,096, the tokenizer's
+``model_max_length`` and the model's positions. Batches are sized by
+``max_tokens_per_batch``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,19 @@ from .base import (
     conversation_to_messages,
 )
 
-__all__ = ["RewardModelScorer", "head_index", "reward_model_text"]
+__all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "RewardModelScorer",
+    "checked_max_length",
+    "head_index",
+    "reward_model_ids",
+    "reward_model_max_length",
+    "reward_model_text",
+]
+
+DEFAULT_MAX_LENGTH = 4096
+"""The most tokens a reward model reads when neither ``max_length`` nor the model
+says fewer."""
 
 
 def reward_model_text(tokenizer: Any, conversation: Conversation, completion: str) -> str:
@@ -37,6 +53,56 @@ def reward_model_text(tokenizer: Any, conversation: Conversation, completion: st
     if getattr(tokenizer, "chat_template", None):
         return str(tokenizer.apply_chat_template(messages, tokenize=False))
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def checked_max_length(max_length: int | None) -> int | None:
+    """``max_length`` as given, once checked: None or an integer ≥ 1.
+
+    Raises:
+        InvalidScorerConfig: anything else (named).
+    """
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+    ):
+        raise InvalidScorerConfig(
+            f"max_length={max_length!r} must be an integer ≥ 1 (or None: the model's context, "
+            f"at most {DEFAULT_MAX_LENGTH} tokens)"
+        )
+    return max_length
+
+
+def reward_model_max_length(max_length: int | None, tokenizer: Any, config: Any = None) -> int:
+    """The most tokens a scored text keeps: ``max_length`` when given, else the least of
+    :data:`DEFAULT_MAX_LENGTH`, the tokenizer's ``model_max_length`` and the model's
+    positions (``max_position_embeddings`` or ``n_positions`` of ``config``, when
+    known)."""
+    if max_length is not None:
+        return max_length
+    if config is not None and callable(getattr(config, "get_text_config", None)):
+        config = config.get_text_config()
+    limits = [
+        getattr(tokenizer, "model_max_length", None),
+        getattr(config, "max_position_embeddings", None),
+        getattr(config, "n_positions", None),
+    ]
+    known = [v for v in limits if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+    return min([DEFAULT_MAX_LENGTH, *known])
+
+
+def reward_model_ids(tokenizer: Any, text: str, max_length: int) -> list[int]:
+    """The token ids a reward model reads for a :func:`reward_model_text`: the text's
+    tokens (with the tokenizer's special tokens only when it has no chat template: a
+    template writes its own), and past ``max_length`` tokens its first token when that
+    is the BOS (or CLS) followed by its last tokens: the reply and the latest turns are
+    kept, the conversation's start is cut. The one truncation rule of every reward-model
+    scorer, so a model scores the same ids on transformers and on vLLM."""
+    special = not getattr(tokenizer, "chat_template", None)
+    ids = [int(i) for i in tokenizer(text, add_special_tokens=special)["input_ids"]]
+    if len(ids) <= max_length:
+        return ids
+    starts = {getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "cls_token_id", None)}
+    head = ids[:1] if max_length > 1 and ids[0] in starts - {None} else []
+    return head + ids[len(ids) - (max_length - len(head)) :]
 
 
 def head_index(head: int | str | None, labels: dict[Any, str], outputs: int) -> int:
@@ -84,7 +150,7 @@ class RewardModelScorer(RewardScorer):
         self.source = source
         self.head = head
         self.max_tokens_per_batch = max_tokens_per_batch
-        self.max_length = max_length
+        self.max_length = checked_max_length(max_length)
         self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
         self.load_kwargs = load_kwargs
         self._lock = threading.RLock()
@@ -130,7 +196,6 @@ class RewardModelScorer(RewardScorer):
             head = head_index(self.head, labels, outputs)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
-            tokenizer.truncation_side = "left"
             if getattr(model.config, "pad_token_id", None) is None:
                 model.config.pad_token_id = tokenizer.pad_token_id
             self._loaded = (model, tokenizer, head)
@@ -163,12 +228,9 @@ class RewardModelScorer(RewardScorer):
         ``max_tokens_per_batch`` padded tokens (shortest first, so padding is small)."""
         import torch
 
-        limit = self.max_length or min(
-            int(getattr(tokenizer, "model_max_length", 4096) or 4096), 4096
-        )
-        lengths = [
-            min(len(tokenizer(t, add_special_tokens=False)["input_ids"]), limit) for t in texts
-        ]
+        limit = reward_model_max_length(self.max_length, tokenizer, model.config)
+        encoded = [reward_model_ids(tokenizer, text, limit) for text in texts]
+        lengths = [len(ids) for ids in encoded]
         device = next(model.parameters()).device
         out: list[float] = [0.0] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: lengths[i])
@@ -177,14 +239,7 @@ class RewardModelScorer(RewardScorer):
         def flush() -> None:
             if not batch:
                 return
-            inputs = tokenizer(
-                [texts[i] for i in batch],
-                padding=True,
-                truncation=True,
-                max_length=limit,
-                return_tensors="pt",
-                add_special_tokens=not getattr(tokenizer, "chat_template", None),
-            )
+            inputs = _padded([encoded[i] for i in batch], tokenizer)
             with torch.inference_mode():
                 logits = model(
                     **{k: v.to(device) for k, v in inputs.items()}
@@ -199,3 +254,18 @@ class RewardModelScorer(RewardScorer):
             batch.append(i)
         flush()
         return out
+
+
+def _padded(rows: list[list[int]], tokenizer: Any) -> dict[str, Any]:
+    """``input_ids`` and ``attention_mask`` tensors of ``rows`` padded with the
+    tokenizer's pad token on its ``padding_side``."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), int(tokenizer.pad_token_id), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        start = width - len(row) if tokenizer.padding_side == "left" else 0
+        ids[index, start : start + len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[index, start : start + len(row)] = 1
+    return {"input_ids": ids, "attention_mask": mask}

@@ -4,7 +4,10 @@ The same protocol, formatting, truncation and errors as
 :class:`~rewards.reward_model.RewardModelScorer`:
 
 - the text is the reward model's chat template around the conversation and the reply;
-- a sequence longer than ``max_length`` keeps its end (the reply and the latest turns);
+- one truncation rule (:func:`~rewards.reward_model.reward_model_ids`): a sequence
+  longer than ``max_length`` keeps its end (the reply and the latest turns) and a
+  leading BOS, with the same default ``max_length``, so both scorers read the same
+  token ids; here it is also held within the engine's or server's ``max_model_len``;
 - ``head`` picks an output by index or label name;
 - the raw output of the head is returned, with no sigmoid or softmax.
 
@@ -26,7 +29,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import Conversation, InvalidScorerConfig, RewardScorer, RewardScorerError
-from .reward_model import head_index, reward_model_text
+from .reward_model import (
+    checked_max_length,
+    head_index,
+    reward_model_ids,
+    reward_model_max_length,
+    reward_model_text,
+)
 
 __all__ = ["VLLMRewardScorer"]
 
@@ -57,8 +66,10 @@ class VLLMRewardScorer(RewardScorer):
                 ``/v1``) that serves the model; None runs it in process.
             served_model: the server's name for the model (default: ``source``).
             head: the output to read, by index or label name (default 0).
-            max_length: most tokens a scored text keeps, from its end (default: the
-                model's context).
+            max_length: most tokens a scored text keeps, from its end (default: as
+                ``RewardModelScorer``, the least of 4,096, the tokenizer's
+                ``model_max_length`` and the model's positions, and at most the vLLM
+                engine's ``max_model_len``).
             api_key: the server's ``--api-key``.
             timeout: seconds to wait for the server.
             engine_kwargs: ``vllm.LLM`` arguments for the in-process engine.
@@ -73,13 +84,11 @@ class VLLMRewardScorer(RewardScorer):
             raise InvalidScorerConfig(
                 f"base_url={base_url!r} must be an http(s) URL such as 'http://127.0.0.1:8000'"
             )
-        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
-            raise InvalidScorerConfig(f"max_length={max_length!r} must be an integer ≥ 1")
         self.source = source
         self.base_url = None if base_url is None else base_url.rstrip("/").removesuffix("/v1")
         self.served_model = served_model or source
         self.head = head
-        self.max_length = max_length
+        self.max_length = checked_max_length(max_length)
         self.api_key = api_key
         self.timeout = timeout
         self.engine_kwargs = dict(engine_kwargs or {})
@@ -87,6 +96,9 @@ class VLLMRewardScorer(RewardScorer):
         self._tokenizer: Any = None
         self._llm: Any = None
         self._head: int | None = None
+        self._config: Any = None
+        self._config_read = False
+        self._limit: int | None = None
 
     @property
     def name(self) -> str:
@@ -109,8 +121,9 @@ class VLLMRewardScorer(RewardScorer):
         self, items: list[tuple[Conversation, list[str]]]
     ) -> Sequence[Sequence[float]]:
         tokenizer = self._load_tokenizer()
+        limit = self._max_length(tokenizer)
         prompts = [
-            self._truncated(tokenizer, reward_model_text(tokenizer, conversation, reply))
+            reward_model_ids(tokenizer, reward_model_text(tokenizer, conversation, reply), limit)
             for conversation, replies in items
             for reply in replies
         ]
@@ -121,12 +134,64 @@ class VLLMRewardScorer(RewardScorer):
             start += len(replies)
         return out
 
-    def _truncated(self, tokenizer: Any, text: str) -> list[int]:
-        ids = tokenizer(text, add_special_tokens=not getattr(tokenizer, "chat_template", None))[
-            "input_ids"
-        ]
-        limit = self.max_length or int(getattr(tokenizer, "model_max_length", 4096) or 4096)
-        return list(ids[-min(limit, 1 << 20) :])
+    def _max_length(self, tokenizer: Any) -> int:
+        """The tokens a scored text keeps: ``RewardModelScorer``'s rule, held within
+        the engine's or server's ``max_model_len`` (which would reject a longer one).
+
+        Raises:
+            InvalidScorerConfig: ``max_length`` was given above ``max_model_len``.
+        """
+        with self._lock:
+            if self._limit is None:
+                limit = reward_model_max_length(self.max_length, tokenizer, self._model_config())
+                engine = self._engine_max_length()
+                if engine is not None and limit > engine:
+                    if self.max_length is not None:
+                        where = self.base_url or "the in-process vLLM engine"
+                        raise InvalidScorerConfig(
+                            f"max_length={self.max_length} is more than the {engine} tokens "
+                            f"{where} accepts (its max_model_len); pass max_length ≤ "
+                            f"{engine} or leave it None"
+                        )
+                    limit = engine
+                if engine is None and self.base_url:
+                    return limit  # the server listed no max_model_len: asked again next time
+                self._limit = limit
+            return self._limit
+
+    def _engine_max_length(self) -> int | None:
+        """The longest sequence vLLM accepts: the in-process engine's ``max_model_len``,
+        or the one the server lists for ``served_model`` (None when it lists none)."""
+        if not self.base_url:
+            return int(self._load_llm().model_config.max_model_len)
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            response = httpx.get(
+                f"{self.base_url}/v1/models", headers=headers, timeout=self.timeout
+            )
+            cards = response.json()["data"] if response.status_code < 400 else []
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None  # scoring reaches the server or names why it cannot
+        for card in cards:
+            if isinstance(card, dict) and card.get("id") == self.served_model:
+                value = card.get("max_model_len")
+                return value if isinstance(value, int) and value > 0 else None
+        return None
+
+    def _model_config(self) -> Any:
+        """The reward model's transformers config (None when it cannot be read)."""
+        with self._lock:
+            if not self._config_read:
+                from transformers import AutoConfig
+
+                try:
+                    self._config = AutoConfig.from_pretrained(self.source)
+                except (OSError, ValueError):
+                    self._config = None
+                self._config_read = True
+            return self._config
 
     def _load_tokenizer(self) -> Any:
         with self._lock:
@@ -190,13 +255,7 @@ class VLLMRewardScorer(RewardScorer):
 
     def _resolved_head(self, outputs: int) -> int:
         if self._head is None:
-            from transformers import AutoConfig
-
-            labels: dict[Any, str] = {}
-            try:
-                labels = dict(getattr(AutoConfig.from_pretrained(self.source), "id2label", {}))
-            except (OSError, ValueError):
-                labels = {}
+            labels = dict(getattr(self._model_config(), "id2label", None) or {})
             self._head = head_index(self.head, labels, outputs)
         return self._head
 

@@ -447,7 +447,7 @@ def draft_folder(handle: ModelHandle, config: DistillConfig) -> Path:
 
 def distill_draft(
     target: Any,
-    num_layers: int = 8,
+    num_layers: int | None = None,
     *,
     config: DistillConfig | None = None,
     progress: bool = True,
@@ -455,9 +455,13 @@ def distill_draft(
 ) -> DistillReport:
     """Distil (once per machine) a ``num_layers``-layer draft of ``target``.
 
+    Settings come from ``config`` (default: ``DistillConfig()``); an argument given
+    here overrides its field, an argument left out never does.
+
     Args:
         target: anything :func:`~langchain_aligned.models.load_model` accepts.
-        num_layers: k, the target's layers the draft keeps.
+        num_layers: k, the target's layers the draft keeps (None: ``config``'s,
+            8 by default).
         config: the settings; ``num_layers`` and ``settings`` override its fields.
         progress: show a progress bar on standard error.
         **settings: :class:`DistillConfig` fields (``prompts``, ``epochs``, …).
@@ -469,9 +473,9 @@ def distill_draft(
     Raises:
         InvalidInputError: bad settings (named), or a target that cannot be cut.
     """
-    config = merged_config(
-        DistillConfig, config, {**settings, "num_layers": num_layers}, "distill_draft"
-    )
+    if num_layers is not None:
+        settings["num_layers"] = num_layers
+    config = merged_config(DistillConfig, config, settings, "distill_draft")
     handle = load_model(target)
     folder = draft_folder(handle, config)
     report_path = folder / REPORT_FILE

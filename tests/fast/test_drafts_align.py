@@ -3,9 +3,11 @@ folder, the cache, given pairs, the restricted head, and the three-model SSS set
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import random
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -238,3 +240,53 @@ def test_bad_input_is_named(draft, call, message):
     with pytest.raises(InvalidInputError, match=None) as error:
         call(draft)
     assert message in str(error.value)
+
+
+# For every AlignConfig field, a valid value that is not its default.
+NOT_DEFAULT = {
+    "prompts": ("hello world", "the cat"),
+    "samples_per_prompt": 3,
+    "max_new_tokens": 5,
+    "temperature": 0.5,
+    "min_reward_gap": 0.5,
+    "beta": 0.5,
+    "epochs": 1,
+    "batch_size": 3,
+    "learning_rate": 1e-3,
+    "train_embeddings": True,
+    "seed": 7,
+}
+ONE_PAIR = [{"prompt": "a", "chosen": "the cat", "rejected": "a dog"}]
+# (whether the config sets the field, whether the call gives it, and which value wins):
+# a given argument wins, even with the default's value; a config's field is never
+# replaced by a keyword the call left out.
+RESOLUTIONS = {
+    "config-only": ("other", None, "other"),
+    "given-default-over-config": ("other", "default", "default"),
+    "given-over-defaults": (None, "other", "other"),
+    "neither": (None, None, "default"),
+}
+
+
+@pytest.mark.parametrize("resolution", sorted(RESOLUTIONS))
+@pytest.mark.parametrize("name", sorted(NOT_DEFAULT))
+def test_align_settings_come_from_the_config_unless_given(draft, monkeypatch, name, resolution):
+    from langchain_aligned.drafts import align as align_module
+
+    values = {"default": getattr(AlignConfig(), name), "other": NOT_DEFAULT[name]}
+    in_config, in_call, winner = RESOLUTIONS[resolution]
+    config = AlignConfig(**({} if in_config is None else {name: values[in_config]}))
+    given = {} if in_call is None else {name: values[in_call]}
+    used: list[AlignConfig] = []
+    # The call stops where it first uses its settings: the aligned draft's folder.
+    monkeypatch.setattr(align_module, "_aligned_folder", lambda _h, c, _p: used.append(c) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        align_draft(draft, pairs=ONE_PAIR, config=config, progress=False, **given)
+    assert getattr(used[0], name) == values[winner]
+    assert replace(used[0], **{name: getattr(config, name)}) == config  # the rest: config's
+
+
+def test_every_align_setting_is_covered_and_has_no_keyword_default():
+    assert set(NOT_DEFAULT) == {f.name for f in fields(AlignConfig)}
+    signature = inspect.signature(align_draft).parameters
+    assert all(signature[n].default is None for n in NOT_DEFAULT if n in signature)

@@ -3,10 +3,11 @@ towards it, is saved, loads, and is reused from the cache."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import random
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import torch
 from tiny import WORDS, tiny_pair
 
 from langchain_aligned.drafts import DistillConfig, distill_draft, init_draft
+from langchain_aligned.drafts import distill as distill_module
 from langchain_aligned.drafts.distill import distillation_loss, teacher_examples
 from langchain_aligned.errors import InvalidInputError
 from langchain_aligned.models import load_model
@@ -219,3 +221,82 @@ def test_a_restricted_head_is_trained_as_it_decodes(target):
     # The full-head loss differs (the softmax spans every token): the option matters.
     (full_loss,) = train_draft(init_draft(target.model, 2), examples, replace(config, epochs=1))
     assert abs(full_loss - expected_loss) > 1e-3
+
+
+# A valid value other than the default for every DistillConfig field.
+OTHER_VALUES = {
+    "num_layers": 3,
+    "prompts": ("hello world",),
+    "replies_per_prompt": 3,
+    "max_new_tokens": 5,
+    "temperature": 0.5,
+    "top_k": 4,
+    "epochs": 3,
+    "batch_size": 3,
+    "learning_rate": 1e-3,
+    "train_embeddings": True,
+    "head_tokens": 20,
+    "seed": 7,
+}
+
+
+class _Resolved(Exception):
+    """Stops distill_draft where it first uses its settings, carrying them."""
+
+
+@pytest.fixture()
+def settings_used(monkeypatch, target):
+    """``distill_draft(target, *args, **kwargs)``'s DistillConfig, found without
+    training: the call stops where it first uses it (the draft's cache folder)."""
+
+    def stop(_handle, config):
+        raise _Resolved(config)
+
+    monkeypatch.setattr(distill_module, "draft_folder", stop)
+
+    def call(*args, **kwargs):
+        with pytest.raises(_Resolved) as stopped:
+            distill_draft(target, *args, progress=False, **kwargs)
+        return stopped.value.args[0]
+
+    return call
+
+
+def test_every_setting_has_an_example_and_no_keyword_default_of_its_own():
+    assert set(OTHER_VALUES) == {f.name for f in fields(DistillConfig)}
+    for name, parameter in inspect.signature(distill_draft).parameters.items():
+        # A keyword that is a setting defaults to None: "the config's".
+        assert name not in OTHER_VALUES or parameter.default is None, name
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_VALUES))
+def test_a_setting_is_the_configs_unless_given(settings_used, name):
+    """Explicit arguments override the config, even with the default's value; a
+    keyword left out never does; every other setting is the config's."""
+    default, other = getattr(DistillConfig(), name), OTHER_VALUES[name]
+    configured = DistillConfig(**{name: other})
+    for config, given, expected in (
+        (configured, {}, other),  # the config alone is honoured
+        (configured, {name: default}, default),  # a given value overrides it
+        (None, {name: other}, other),  # over the defaults
+        (None, {}, default),
+    ):
+        used = settings_used(config=config, **given)
+        assert getattr(used, name) == expected
+        assert replace(used, **{name: getattr(config or DistillConfig(), name)}) == (
+            config or DistillConfig()
+        )
+    if name == "num_layers":  # also positional
+        assert settings_used(2, config=configured).num_layers == 2
+        assert settings_used(None, config=configured).num_layers == other
+
+
+def test_a_config_alone_makes_a_draft_of_its_layer_count(target):
+    """The issue's call: a 2-layer config on a 4-layer target trains 2 layers (the
+    keyword's old default of 8 took over and failed)."""
+    config = DistillConfig(
+        num_layers=2, prompts=PROMPTS[:4], replies_per_prompt=1, max_new_tokens=6, top_k=8, epochs=1
+    )
+    report = distill_draft(target, config=config, progress=False)
+    assert report.config == asdict(config)
+    assert load_model(report.folder).model.config.num_hidden_layers == 2

@@ -19,6 +19,7 @@ from langchain_aligned.models import (
     resolve_dtype,
 )
 from langchain_aligned.models import loading as loading_module
+from rewards import hardware
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +192,7 @@ def test_long_loads_keep_their_progress_bars(saved_folder, progress_bars_on, mon
     for location in ("HuggingFaceTB/SmolLM2-135M-Instruct", tmp_path / "model.gguf", None):
         with quiet_short_load(location):
             assert hf_logging.is_progress_bar_enabled(), location
-    monkeypatch.setattr(loading_module, "QUIET_LOAD_BYTES", 1)  # a "large" folder
+    monkeypatch.setattr(hardware, "QUIET_LOAD_BYTES", 1)  # a "large" folder
     with quiet_short_load(saved_folder):
         assert hf_logging.is_progress_bar_enabled()
 

@@ -3,6 +3,8 @@ truncation, likelihood agreement with the engine, judge probabilities, load erro
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from tiny import tiny_pair, tiny_reward_model
@@ -10,6 +12,7 @@ from tiny import tiny_pair, tiny_reward_model
 import rewards
 from langchain_aligned.decoding import DecodingEngine
 from langchain_aligned.models import load_model, render_chat
+from rewards.reward_model import reward_model_ids, reward_model_text
 
 
 def test_reward_model_scores_match_a_direct_forward_pass():
@@ -59,7 +62,7 @@ def test_judge_returns_probabilities_and_validates_config():
 
 def test_model_scorers_load_lazily():
     scorer = rewards.LikelihoodScorer("no-such/model-anywhere")
-    assert scorer._handle is None  # nothing loaded at construction
+    assert scorer._lm is None  # nothing loaded at construction
     with pytest.raises(rewards.RewardScorerError, match="no-such/model-anywhere"):
         scorer.score("q", ["a"])
 
@@ -221,3 +224,124 @@ def test_similarity_runs_on_the_device_asked_and_names_a_bad_one():
     encoder = (tiny_model(1).model, tiny_tokenizer())
     values = rewards.EmbeddingSimilarityScorer(encoder=encoder, device="cpu").score("q", ["a b"])
     assert len(values) == 1
+
+
+# A conversation of 2,807 tokens: longer than the tiny reward model's 2,048 positions.
+LONG_CONVERSATION = [
+    {"role": "user", "content": " ".join(["the cat sat on the mat ."] * 400)},
+    {"role": "assistant", "content": "sure"},
+    {"role": "user", "content": "why is the sun red ?"},
+]
+EXAMPLES = [
+    (LONG_CONVERSATION, "yes it is good"),
+    (LONG_CONVERSATION, ""),
+    ("why is the sun red", "the cat sat on the mat"),
+    ("hello " * 2500, "no"),
+]
+
+
+@pytest.fixture()
+def reward_folder(tmp_path):
+    """The tiny reward model saved as a folder (what VLLMRewardScorer loads by name),
+    and the in-memory pair it was saved from."""
+    model, tokenizer = tiny_reward_model()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    return str(tmp_path), (model, tokenizer)
+
+
+def _ids_fed(model):
+    """A forward hook recording the unpadded token ids of every row ``model`` reads."""
+    fed: list[list[int]] = []
+
+    def record(_module, _args, kwargs, _output):
+        for ids, mask in zip(kwargs["input_ids"], kwargs["attention_mask"], strict=True):
+            fed.append(ids[mask.bool()].tolist())
+
+    return fed, model.register_forward_hook(record, with_kwargs=True)
+
+
+def _vllm_requests(scorer, monkeypatch, engine_max_length=None):
+    """The token ids ``scorer`` sends to vLLM, with the engine stubbed out: it accepts
+    ``engine_max_length`` tokens (None: it says nothing) and scores every text 0."""
+    sent: list[list[int]] = []
+
+    def classify(prompts):
+        sent.extend(prompts)
+        return [0.0] * len(prompts)
+
+    monkeypatch.setattr(scorer, "_engine_max_length", lambda: engine_max_length)
+    monkeypatch.setattr(scorer, "_in_process", classify)
+    return sent
+
+
+@pytest.mark.parametrize("max_length", [None, 300, 2, 1])
+@pytest.mark.parametrize(("conversation", "reply"), EXAMPLES)
+def test_both_reward_model_scorers_read_the_same_token_ids(
+    reward_folder, monkeypatch, conversation, reply, max_length
+):
+    """One truncation rule: RewardModelScorer (transformers) and VLLMRewardScorer send
+    the model the same ids, the whole text's last ``limit`` tokens when it is longer
+    (the reply is kept, the conversation's start is cut)."""
+    folder, (model, tokenizer) = reward_folder
+    fed, hook = _ids_fed(model)
+    try:
+        rewards.RewardModelScorer((model, tokenizer), max_length=max_length).score(
+            conversation, [reply]
+        )
+    finally:
+        hook.remove()
+    scorer = rewards.VLLMRewardScorer(folder, max_length=max_length)
+    sent = _vllm_requests(scorer, monkeypatch)
+    scorer.score(conversation, [reply])
+    assert fed == sent and len(sent) == 1
+    # Default: the model's 2,048 positions (below 4,096 and the tokenizer's limit).
+    limit = max_length or 2048
+    text = reward_model_text(tokenizer, conversation, reply)
+    whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert sent[0] == whole[-limit:]
+    assert len(sent[0]) == min(limit, len(whole))
+
+
+def test_truncation_keeps_a_leading_bos_and_the_end():
+    """A template that writes the BOS keeps it: the cut falls after it."""
+    from tiny import CHAT_TEMPLATE, tiny_tokenizer
+
+    tokenizer = copy.deepcopy(tiny_tokenizer())
+    tokenizer.chat_template = "{{ '<s> ' }}" + CHAT_TEMPLATE
+    text = reward_model_text(tokenizer, "the cat sat on the mat", "yes")
+    whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert whole[0] == tokenizer.bos_token_id
+    for limit in (2, 5, len(whole) - 1):
+        assert reward_model_ids(tokenizer, text, limit) == whole[:1] + whole[1 - limit :]
+    assert reward_model_ids(tokenizer, text, len(whole)) == whole
+    assert reward_model_ids(tokenizer, text, 1) == whole[-1:]
+
+
+def test_vllm_reward_scorer_keeps_within_the_engines_max_model_len(reward_folder, monkeypatch):
+    """An engine that accepts fewer tokens than the rule's default gets texts cut to its
+    max_model_len (the ids RewardModelScorer reads with that max_length); a max_length
+    asked above it is refused, naming both."""
+    folder, (model, tokenizer) = reward_folder
+    scorer = rewards.VLLMRewardScorer(folder)
+    sent = _vllm_requests(scorer, monkeypatch, engine_max_length=300)
+    scorer.score(LONG_CONVERSATION, ["yes", "no"])
+    fed, hook = _ids_fed(model)
+    try:
+        rewards.RewardModelScorer((model, tokenizer), max_length=300).score(
+            LONG_CONVERSATION, ["yes", "no"]
+        )
+    finally:
+        hook.remove()
+    assert sorted(sent) == sorted(fed) and {len(ids) for ids in sent} == {300}
+    asked = rewards.VLLMRewardScorer(folder, max_length=1000)
+    _vllm_requests(asked, monkeypatch, engine_max_length=300)
+    with pytest.raises(rewards.InvalidScorerConfig, match=r"max_length=1000 .* 300 tokens"):
+        asked.score(LONG_CONVERSATION, ["yes"])
+    for scorer_class, source in (
+        (rewards.RewardModelScorer, (model, tokenizer)),
+        (rewards.VLLMRewardScorer, folder),
+    ):
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(rewards.InvalidScorerConfig, match=f"max_length={bad!r}"):
+                scorer_class(source, max_length=bad)

@@ -121,3 +121,36 @@ def test_errors_name_the_server_and_the_head(reward_server, reward_folder):
         ).score(CONVERSATION, REPLIES)
     with pytest.raises(rewards.InvalidScorerConfig, match="base_url='localhost' must be"):
         rewards.VLLMRewardScorer(reward_folder, base_url="localhost")
+
+
+# About 1,060 tokens: twice the fixture model's 512 positions (its vLLM max_model_len).
+LONG_CONVERSATION = [
+    {"role": "user", "content": " ".join(["the cat sat on the mat ."] * 150)},
+    {"role": "user", "content": "why is the sun red ?"},
+]
+
+
+def test_a_text_past_max_model_len_is_scored_as_transformers_scores_it(
+    in_process, reward_server, reward_folder
+):
+    """One truncation rule: a conversation longer than the engine accepts is cut to the
+    model's 512 positions, keeping the replies, by both scorers, which then agree; the
+    server too. A max_length above the server's max_model_len is refused, naming it."""
+    replies = REPLIES[:2]
+    reference = rewards.RewardModelScorer(reward_folder, head="harmless", dtype="float32")
+    remote = rewards.VLLMRewardScorer(
+        reward_folder, base_url=reward_server, served_model=reward_folder, head="harmless"
+    )
+    expected_scores = torch.tensor(reference.score(LONG_CONVERSATION, replies))
+    for scorer in (in_process, remote):
+        torch.testing.assert_close(
+            torch.tensor(scorer.score(LONG_CONVERSATION, replies)),
+            expected_scores,
+            atol=TOLERANCE,
+            rtol=0,
+        )
+    too_long = rewards.VLLMRewardScorer(
+        reward_folder, base_url=reward_server, served_model=reward_folder, max_length=1000
+    )
+    with pytest.raises(rewards.InvalidScorerConfig, match=r"max_length=1000 .* 512 tokens"):
+        too_long.score(LONG_CONVERSATION, replies)
