@@ -293,9 +293,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--tau", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--out", default=f"vllm_{MODEL}")
+    parser.add_argument("--out", default=None, help=f"result name (default vllm_{MODEL})")
     parser.add_argument("--note", default="")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 prompts, n = 4, 16 tokens; written beside the full result (.quick), never over it",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.prompts, args.n, args.max_new_tokens, args.tau = 2, [4], 16, 4
+    if args.out is None:
+        args.out = f"vllm_{MODEL}" + (".quick" if args.quick else "")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

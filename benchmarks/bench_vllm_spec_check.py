@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.common import write_json
@@ -99,11 +100,24 @@ def wilson(wrong: int, runs: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=10, help="fresh processes (default 10)")
+    parser.add_argument("--runs", type=int, default=None, help="fresh processes (default 10)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 runs, written beside the full result (.quick), never over it",
+    )
     parser.add_argument("--worker", metavar="DRAFT", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.runs is None:
+        args.runs = 2 if args.quick else 10
+    args.out = "spec_check_vllm" + (".quick" if args.quick else "")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker)))
         return
@@ -135,7 +149,7 @@ def main() -> None:
     wrong = sum(r["wrong"] for r in runs)
     low, high = wilson(wrong, len(runs))
     path = write_json(
-        "spec_check_vllm",
+        args.out,
         {
             "vllm": vllm.__version__,
             "model": MODEL,

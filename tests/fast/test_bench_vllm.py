@@ -45,3 +45,13 @@ def test_summary_means_intervals_and_ratios_to_our_best_of_n_on_the_same_engine(
     assert (
         summary[("peer", "its-hub", "openai", "best_of_n")]["wall_ratio_to_our_best_of_n"] is None
     )
+
+
+def test_quick_is_accepted_and_never_overwrites_the_full_result():
+    # run_all --quick passes --quick to every benchmark (issue 28).
+    from benchmarks.bench_vllm import MODEL, parse_args
+
+    quick, full = parse_args(["--quick"]), parse_args([])
+    assert quick.prompts < full.prompts and max(quick.n) < max(full.n)
+    assert quick.max_new_tokens < full.max_new_tokens
+    assert full.out == f"vllm_{MODEL}" and quick.out != full.out

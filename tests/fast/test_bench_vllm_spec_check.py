@@ -26,3 +26,13 @@ def test_no_wrong_run_in_ten_still_allows_a_rate_near_a_third():
 def test_the_interval_narrows_with_more_runs_at_the_same_rate():
     widths = [h - lo for lo, h in (wilson(n // 2, n) for n in (4, 16, 64))]
     assert widths == sorted(widths, reverse=True)
+
+
+def test_quick_is_accepted_and_never_overwrites_the_full_result():
+    # run_all --quick passes --quick to every benchmark (issue 28).
+    from benchmarks.bench_vllm_spec_check import parse_args
+
+    quick, full = parse_args(["--quick"]), parse_args([])
+    assert (quick.runs, full.runs) == (2, 10)
+    assert quick.out != full.out == "spec_check_vllm"
+    assert parse_args(["--quick", "--runs", "5"]).runs == 5

@@ -76,3 +76,58 @@ def test_no_module_imports_another_modules_private_name():
                         if alias.name.startswith("_") and not alias.name.startswith("__")
                     ]
     assert offenders == []
+
+
+BLOCK_LANGCHAIN_ALIGNED = """
+import importlib, pkgutil, sys
+
+class Absent:
+    # langchain_aligned is not installed: importing it fails, as on a machine with
+    # only the rewards package.
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "langchain_aligned":
+            raise ImportError(f"{name} is not on the path")
+        return None
+
+sys.meta_path.insert(0, Absent())
+import rewards
+names = []
+for info in pkgutil.walk_packages(rewards.__path__, "rewards."):
+    importlib.import_module(info.name)
+    names.append(info.name)
+print(len(names))
+"""
+
+
+def test_rewards_imports_without_langchain_aligned():
+    out = subprocess.run(
+        [sys.executable, "-c", BLOCK_LANGCHAIN_ALIGNED],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip()) >= 15  # every rewards module was imported
+
+
+def test_rewards_never_imports_langchain_aligned_not_even_lazily():
+    # What a scorer needs from a model comes through rewards.causal_lm's protocol;
+    # langchain_aligned registers its loader as an entry point instead of being imported.
+    import ast
+
+    offenders = []
+    for path in (ROOT / "rewards").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            offenders += [
+                f"{path.relative_to(ROOT)}:{node.lineno}"
+                for name in names
+                if name.split(".")[0] == "langchain_aligned"
+            ]
+    assert offenders == []

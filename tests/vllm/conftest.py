@@ -23,6 +23,9 @@ os.environ.setdefault("VLLM_RPC_BASE_PATH", str(_RUNTIME / "rpc"))
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 MODEL = "smollm2-135m-instruct"
+SERVED_NAME = "smol"
+"""The name the test server serves the model under, as ``--served-model-name`` (what a
+user of an OpenAI client writes as ``model``)."""
 
 
 @pytest.fixture(scope="session")
@@ -51,5 +54,5 @@ def vllm_server(tmp_path_factory):
     from langchain_aligned.engines.serve import VLLMServer
 
     log = tmp_path_factory.mktemp("server") / "vllm-serve.log"
-    with VLLMServer(MODEL, log_path=log) as server:
+    with VLLMServer(MODEL, ["--served-model-name", SERVED_NAME], log_path=log) as server:
         yield server.url

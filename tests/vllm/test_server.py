@@ -13,8 +13,11 @@ import pytest
 
 import rewards
 from langchain_aligned import AlignedChatModel, BestOfN, Sampling, SpeculativeRejection, generate
+from langchain_aligned.engines.select import open_engine
 from langchain_aligned.engines.serve import free_port
+from langchain_aligned.engines.server_tokenizer import ServerTokenizer
 from langchain_aligned.errors import EngineError, EngineUnavailableError, InvalidInputError
+from langchain_aligned.models.chat import render_chat
 
 MODEL = "smollm2-135m-instruct"
 QUESTIONS = ["Give me one tip for sleeping better.", "How can I save money on groceries?"]
@@ -111,6 +114,39 @@ def test_a_model_the_server_does_not_serve_is_named(vllm_server):
         run(vllm_server, Sampling(), engine_kwargs={"served_model": "gpt-9"})
 
 
+def test_the_served_name_is_enough(vllm_server):
+    # What a user of any OpenAI client writes: the served name, no local tokenizer.
+    # The server's tokenizer (/tokenize, /detokenize, its chat rendering) gives the
+    # same prompt ids and the same replies as the model's own tokenizer here.
+    served = open_engine("smol", "openai", {"base_url": vllm_server})
+    local = open_engine(MODEL, "openai", {"base_url": vllm_server})
+    assert served.served_model == local.served_model == "smol"
+    assert isinstance(served.tokenizer, ServerTokenizer)
+    assert served.eos_ids == local.eos_ids
+    messages = [{"role": "user", "content": QUESTIONS[0]}]
+    assert served.encode(render_chat(served.handle, messages)) == local.encode(
+        render_chat(local.handle, messages)
+    )
+    ours = run(vllm_server, BestOfN(n=3), stop=("sleep",))
+    theirs = generate(
+        "smol",
+        QUESTIONS,
+        strategy=BestOfN(n=3),
+        reward=REWARD,
+        seed=0,
+        max_new_tokens=32,
+        temperature=0.8,
+        stop=("sleep",),
+        engine="openai",
+        engine_kwargs={"base_url": vllm_server},
+    )
+    for a, b in zip(ours, theirs, strict=True):
+        assert (a.text, a.token_ids, a.finish_reason) == (b.text, b.token_ids, b.finish_reason)
+        assert a.stats.candidate_rewards == b.stats.candidate_rewards
+    llm = AlignedChatModel(engine="openai", base_url=vllm_server, model="smol", max_tokens=8)
+    assert llm.invoke("Say hi").content
+
+
 def test_an_unreachable_server_is_named_after_the_retries():
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(EngineUnavailableError, match=f"cannot reach the server at {url}/models"):
@@ -141,6 +177,40 @@ class FailingServer(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class NoTokenizingServer(FailingServer):
+    """An OpenAI-compatible server that is not vLLM: it serves "smol" and has no
+    /tokenize."""
+
+    def do_GET(self):
+        self._answer(200, {"data": [{"id": "smol", "max_model_len": 2048}]})
+
+    def do_POST(self):
+        self._answer(404, {"detail": "Not Found"})
+
+
+def test_a_served_name_without_a_tokenizer_names_the_two_fixes():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoTokenizingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        with pytest.raises(EngineError) as caught:
+            open_engine("smol", "openai", {"base_url": url, "max_retries": 0})
+        message = str(caught.value)
+        assert "model='smol'" in message and url in message
+        assert "'tokenizer':" in message and "vllm serve" in message
+        # The first fix works: the tokenizer named, the served name kept.
+        engine = open_engine("smol", "openai", {"base_url": url, "tokenizer": _folder()})
+        assert engine.served_model == "smol" and not isinstance(engine.tokenizer, ServerTokenizer)
+    finally:
+        server.shutdown()
+
+
+def _folder() -> str:
+    from langchain_aligned.models import embedded_model_path
+
+    return str(embedded_model_path(MODEL))
+
+
 def test_server_errors_are_retried_then_reported_with_the_servers_message():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FailingServer)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -166,3 +236,18 @@ def test_bad_server_settings_fail_at_construction():
         AlignedChatModel(
             engine="openai", base_url="http://x/v1", engine_kwargs={"tensor_parallel_size": 2}
         )
+
+
+def test_the_servers_tokenizer_agrees_with_the_models_own(vllm_server):
+    from transformers import AutoTokenizer
+
+    own = AutoTokenizer.from_pretrained(_folder())
+    served = open_engine("smol", "openai", {"base_url": vllm_server}).tokenizer
+    text = "Sleep well: a cool, dark room — and no screens. 😴"
+    ids = own(text, add_special_tokens=False)["input_ids"]
+    assert served.encode(text, add_special_tokens=False) == ids
+    assert served.decode(ids) == own.decode(ids, skip_special_tokens=True) == text
+    # The vocabulary the server holds covers the tokenizer's (vLLM's model vocabulary
+    # may be padded past it).
+    assert len(served) >= len(own)
+    assert served.convert_tokens_to_ids("<|im_end|>") == own.convert_tokens_to_ids("<|im_end|>")
