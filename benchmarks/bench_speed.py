@@ -78,7 +78,7 @@ from benchmarks import speed_metrics, speed_plots
 from benchmarks.common import RESULTS, machine
 from benchmarks.prompts import PROMPTS
 from langchain_aligned import BestOfN, SpeculativeRejection, generate
-from langchain_aligned.decoding.generate import build_requests, engine_for
+from langchain_aligned.decoding import build_requests, engine_for
 from langchain_aligned.decoding.params import SamplingParams
 from langchain_aligned.models import load_model
 from rewards.base import score_items

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .decoding.engine import Candidate
-from .decoding.generate import engine_for
+from .engines.base import Candidate
+from .engines.transformers import engine_for
 from .models import ModelHandle, load_model, render_chat
 
 __all__ = ["EngineCausalLM", "load"]

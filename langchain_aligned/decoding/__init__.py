@@ -172,11 +172,12 @@ Hooks
   ``hooks.on_text``; a reply is streamed **live** while it is decoded.
 """
 
+from ..engines.base import Candidate, DecodeCancelled, DecodeState, EngineCounters
+from ..engines.transformers import DecodingEngine, engine_for
 from .base import AlignmentStats, Hooks, Request, Result, RoundStats, Strategy, score_texts
 from .best_of_n import BestOfN
 from .drafts import PromptSteeredDraft
-from .engine import Candidate, DecodeCancelled, DecodeState, DecodingEngine, EngineCounters
-from .generate import build_requests, engine_for, generate
+from .generate import build_requests, generate
 from .memory import kv_budget_slots
 from .params import SamplingParams
 from .reward_shifted_sampling import RewardShiftedSampling

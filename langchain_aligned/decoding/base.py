@@ -1,7 +1,7 @@
 """What every decoding strategy shares: requests, results, statistics and hooks.
 
 :meth:`Strategy.run` decodes a list of :class:`Request` s with a
-:class:`~langchain_aligned.decoding.engine.ReplyEngine` and returns one
+:class:`~langchain_aligned.engines.base.ReplyEngine` and returns one
 :class:`Result` per request, each carrying :class:`AlignmentStats`; a strategy
 implements :meth:`Strategy.decode`. Terms (request, candidate, batch, per-request and
 per-batch statistics, …) are defined in the glossary of
@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 from rewards.base import RecordedLogprobs, recording, score_items
 
+from ..engines.base import Candidate, EngineCounters, ReplyEngine
 from ..errors import InvalidInputError, RewardError
-from .engine import Candidate, EngineCounters, ReplyEngine
 from .params import SamplingParams, derive_seed, make_generator
 
 __all__ = [

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..engines.base import ReplyEngine
 from ..errors import InvalidInputError
 from . import strategy_parts as parts
 from .base import EVENT_SCORED, Hooks, Request, Result, RewardCall, Strategy, score_together
-from .engine import ReplyEngine
 
 __all__ = ["BestOfN"]
 

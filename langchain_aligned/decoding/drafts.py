@@ -20,11 +20,11 @@ from typing import Any
 
 from rewards.base import conversation_to_messages
 
+from ..engines.transformers import DecodingEngine, engine_for
 from ..errors import InvalidInputError, VocabularyMismatchError
 from ..models.chat import render_chat
 from ..models.loading import ModelHandle, load_model
 from .base import Request
-from .engine import DecodingEngine
 
 __all__ = ["BoundDraft", "PromptSteeredDraft", "bind_draft"]
 
@@ -94,8 +94,6 @@ def check_vocabulary(target: ModelHandle, other: ModelHandle, role: str) -> None
 
 def bind_draft(spec: Any, target: DecodingEngine, role: str = "draft") -> BoundDraft:
     """Resolve a draft spec against the target engine (loads weights, checks vocabularies)."""
-    from .generate import engine_for
-
     if spec is None:
         raise InvalidInputError(
             f"the {role} is missing; pass a model (id, alias, (model, tokenizer) pair) or "

@@ -6,34 +6,19 @@ may call it directly.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rewards.base import conversation_to_messages
 
+from ..engines.base import ReplyEngine
+from ..engines.select import open_engine
 from ..errors import InvalidInputError
 from ..models.chat import render_chat
-from ..models.loading import ModelHandle, load_model
 from .base import Conversation, Hooks, Request, Result, Strategy, new_seed
-from .engine import DecodingEngine, ReplyEngine
 from .params import SamplingParams
 
-__all__ = ["build_requests", "engine_for", "generate"]
-
-_ENGINES: weakref.WeakKeyDictionary[ModelHandle, DecodingEngine] = weakref.WeakKeyDictionary()
-_ENGINES_LOCK = threading.Lock()
-
-
-def engine_for(handle: ModelHandle) -> DecodingEngine:
-    """The one engine of a loaded model (engines hold no per-request state)."""
-    with _ENGINES_LOCK:
-        engine = _ENGINES.get(handle)
-        if engine is None:
-            engine = DecodingEngine(handle)
-            _ENGINES[handle] = engine
-        return engine
+__all__ = ["build_requests", "generate"]
 
 
 def build_requests(
@@ -131,12 +116,7 @@ def generate(
     # The strategy may need settings of the engine (speculative sampling on vLLM: the
     # draft), or refuse it, before anything loads.
     engine_kwargs = strategy.engine_settings(engine, engine_kwargs)
-    if engine == "transformers" and not engine_kwargs:
-        decoder: ReplyEngine = engine_for(load_model(model, **load_kwargs))
-    else:
-        from ..engines.select import open_engine
-
-        decoder = open_engine(model, engine, engine_kwargs, load_kwargs)
+    decoder: ReplyEngine = open_engine(model, engine, engine_kwargs, load_kwargs)
     strategy.bind(decoder)
     requests = build_requests(decoder, conversations, params, seed=seed, tools=tools)  # type: ignore[arg-type]
     return strategy.run(decoder, requests, reward=reward, hooks=hooks)

@@ -69,9 +69,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from ..engines.transformers import DecodingEngine
 from ..errors import InvalidInputError
 from .drafts import BoundDraft, PromptSteeredDraft, bind_draft
-from .engine import DecodingEngine
 from .params import SamplingParams, warp
 from .speculative_sampling import SpeculativeStrategy, Verifier, speculative_accept
 

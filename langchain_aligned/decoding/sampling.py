@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..engines.base import Candidate, DecodeState, ReplyEngine
 from . import strategy_parts as parts
 from .base import AlignmentStats, Hooks, Request, Result, Strategy, score_replies
-from .engine import Candidate, DecodeState, ReplyEngine
 from .params import SamplingParams
 
 __all__ = ["Sampling", "decode_candidates", "sample_batch"]

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
+from ..engines.base import Candidate, DecodeState, ReplyEngine
 from ..errors import InvalidInputError
 from . import strategy_parts as parts
 from .base import (
@@ -73,7 +74,6 @@ from .base import (
     Strategy,
     score_together,
 )
-from .engine import Candidate, DecodeState, ReplyEngine
 from .params import SamplingParams
 from .text import StopMatcher, decode
 

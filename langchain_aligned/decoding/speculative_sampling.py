@@ -31,15 +31,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
+from ..engines.base import DecodeState, EngineCounters, ReplyEngine
+from ..engines.transformers import DecodingEngine
 from ..errors import InvalidInputError
 from . import strategy_parts as parts
 from .base import (
     EVENT_DONE,
-    EVENT_VERIFY,
     AlignmentStats,
     Hooks,
     Request,
@@ -49,7 +50,6 @@ from .base import (
     score_replies,
 )
 from .drafts import BoundDraft, bind_draft
-from .engine import DecodeState, DecodingEngine, EngineCounters, ReplyEngine
 from .params import SamplingParams, draw_uniforms, sample_from, warp
 from .text import StopMatcher
 
@@ -310,7 +310,7 @@ def run_speculative(
             )
             # A stop string may take back tokens of earlier steps: never below zero.
             kept = max(0, min(n, len(candidate.token_ids) - before))
-            record_verification(
+            parts.record_verification(
                 stats[candidate.request], hooks, candidate.request, step, own_gamma[row], kept
             )
             streams.send(candidate, done)
@@ -334,21 +334,6 @@ def run_speculative(
         hooks.event(EVENT_DONE, {"request": candidate.request, "stats": request_stats.to_dict()})
         results.append(parts.result_of(candidate, request_stats))
     return results
-
-
-def record_verification(
-    stats: AlignmentStats, hooks: Hooks, request: int, step: int, proposed: int, accepted: int
-) -> None:
-    """Count one verification step of a request (``proposed`` = γ_r draft tokens, of
-    which ``accepted`` are kept in the reply) and send its ``aligned.verify`` event."""
-    if proposed:
-        stats.draft_tokens_proposed += proposed
-        stats.draft_tokens_accepted += accepted
-        stats.acceptance_per_step.append(accepted / proposed)
-    hooks.event(
-        EVENT_VERIFY,
-        {"request": request, "proposed": proposed, "accepted": accepted, "step": step},
-    )
 
 
 def _stack(
@@ -418,8 +403,8 @@ class SpeculativeStrategy(Strategy):
         Raises:
             InvalidInputError: ``engine`` is another engine (vLLM, a server).
         """
-        if isinstance(engine, DecodingEngine):
-            return engine
+        if engine.computes_logits:
+            return cast("DecodingEngine", engine)
         raise self.engine_error(engine.name)
 
     def engine_error(self, engine_name: str) -> InvalidInputError:
@@ -491,7 +476,9 @@ class SpeculativeSampling(SpeculativeStrategy):
         return super().engine_settings(engine, engine_kwargs)
 
     def bind(self, engine: ReplyEngine) -> None:
-        if isinstance(engine, DecodingEngine):
+        # Asked, not guessed from its class: an engine whose logits this process sees
+        # runs this library's acceptance rule; another one speculates itself (vLLM).
+        if engine.computes_logits:
             super().bind(engine)
             return
         from ..engines import speculation
@@ -501,7 +488,7 @@ class SpeculativeSampling(SpeculativeStrategy):
     def decode(
         self, engine: ReplyEngine, requests: Sequence[Request], reward: Any, hooks: Hooks
     ) -> list[Result]:
-        if isinstance(engine, DecodingEngine):
+        if engine.computes_logits:
             return super().decode(engine, requests, reward, hooks)
         from ..engines import speculation
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from rewards.base import RecordedLogprobs
 
+from ..engines.base import Candidate, DecodeCancelled, EngineCounters, ReplyEngine
 from ..errors import InvalidInputError
-from .base import EVENT_DONE, AlignmentStats, Hooks, Request, Result, new_batch_id
-from .engine import Candidate, DecodeCancelled, EngineCounters, ReplyEngine
+from .base import EVENT_DONE, EVENT_VERIFY, AlignmentStats, Hooks, Request, Result, new_batch_id
 from .params import SamplingParams
 from .text import TextStream
 
@@ -32,6 +32,7 @@ __all__ = [
     "choose_best",
     "decode_batches",
     "new_pool",
+    "record_verification",
     "recorded_for",
     "result_of",
 ]
@@ -82,7 +83,7 @@ def recorded_for(
 
 
 def check_cancelled(hooks: Hooks) -> None:
-    """Raise :class:`~langchain_aligned.decoding.engine.DecodeCancelled` when the caller
+    """Raise :class:`~langchain_aligned.engines.base.DecodeCancelled` when the caller
     asked to stop (strategies poll it before every forward pass)."""
     if hooks.should_stop is not None and hooks.should_stop():
         raise DecodeCancelled()
@@ -243,3 +244,18 @@ class ReplyStreams:
         finished = {id(c) for c in ended}
         for candidate in rows:
             self.send(candidate, id(candidate) in finished)
+
+
+def record_verification(
+    stats: AlignmentStats, hooks: Hooks, request: int, step: int, proposed: int, accepted: int
+) -> None:
+    """Count one verification step of a request (``proposed`` = γ_r draft tokens, of
+    which ``accepted`` are kept in the reply) and send its ``aligned.verify`` event."""
+    if proposed:
+        stats.draft_tokens_proposed += proposed
+        stats.draft_tokens_accepted += accepted
+        stats.acceptance_per_step.append(accepted / proposed)
+    hooks.event(
+        EVENT_VERIFY,
+        {"request": request, "proposed": proposed, "accepted": accepted, "step": step},
+    )

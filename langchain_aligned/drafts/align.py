@@ -397,7 +397,7 @@ def preference_rows(handle: ModelHandle, pairs: Sequence[PreferencePair]) -> dic
     """The pairs as token-id columns (``prompt_ids``, ``chosen_ids``, ``rejected_ids``):
     the prompt rendered and encoded as the engines do; a reply's sampled ids, or its
     text tokenised followed by end-of-sequence."""
-    from ..decoding.engine import DecodingEngine
+    from ..engines.transformers import DecodingEngine
     from ..models.chat import render_chat
 
     engine = DecodingEngine(handle)

@@ -211,8 +211,8 @@ def teacher_examples(
 def teacher_round(target: ModelHandle, config: DistillConfig, seed: int) -> list[TeacherExample]:
     """One reply per prompt, sampled with ``seed``, and the target's top-K
     log-probabilities at its positions (one forward pass per reply)."""
-    from ..decoding.engine import DecodingEngine
     from ..decoding.generate import generate
+    from ..engines.transformers import DecodingEngine
 
     engine = DecodingEngine(target)
     conversations = [[{"role": "user", "content": p}] for p in config.prompts]

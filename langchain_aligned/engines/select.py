@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..decoding.engine import ReplyEngine
 from ..errors import InvalidInputError
+from ..models.loading import load_model
+from .base import ReplyEngine
+from .transformers import engine_for
 
 __all__ = ["ENGINE_NAMES", "open_engine"]
 
@@ -42,9 +44,6 @@ def open_engine(
                 f"engine_kwargs={dict(engine_kwargs)!r} are for engine='vllm' or "
                 "engine='openai'; the transformers engine takes model_kwargs (load_model options)"
             )
-        from ..decoding.generate import engine_for
-        from ..models.loading import load_model
-
         return engine_for(load_model(model, **dict(load_options or {})))
     if engine == "vllm":
         from .vllm_local import check_engine_kwargs, vllm_engine

@@ -34,10 +34,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..decoding.engine import Candidate, EngineCounters
 from ..decoding.params import SamplingParams
 from ..errors import EngineError, EngineUnavailableError, InvalidInputError
 from ..models.loading import model_location, remote_handle
+from .base import Candidate, EngineCounters
 from .server_tokenizer import served_tokenizer
 from .streamed import StreamedEngine, StreamState, TokenDelta
 

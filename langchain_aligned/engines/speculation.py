@@ -33,11 +33,10 @@ from typing import Any
 from ..decoding import strategy_parts as parts
 from ..decoding.base import EVENT_DONE, Hooks, Request, Result
 from ..decoding.drafts import PromptSteeredDraft
-from ..decoding.engine import ReplyEngine
 from ..decoding.sampling import sample_batch
-from ..decoding.speculative_sampling import record_verification
 from ..errors import InvalidInputError
 from ..models.loading import model_location
+from .base import ReplyEngine
 from .streamed import StreamState
 
 __all__ = [
@@ -216,7 +215,7 @@ def decode_with_engine_drafts(
                 len(candidate.token_ids),
             )
             for step, (proposed, accepted) in enumerate(steps, start=1):
-                record_verification(stats, hooks, candidate.request, step, proposed, accepted)
+                parts.record_verification(stats, hooks, candidate.request, step, proposed, accepted)
             hooks.event(EVENT_DONE, {"request": candidate.request, "stats": stats.to_dict()})
         return results
 

@@ -3,7 +3,7 @@ new tokens arrive as a stream.
 
 vLLM (in process or behind a server) samples the tokens; this module turns its streams
 back into the engine seam the reward-based strategies decode through
-(:class:`~langchain_aligned.decoding.engine.ReplyEngine`):
+(:class:`~langchain_aligned.engines.base.ReplyEngine`):
 
 * :meth:`StreamedEngine.prefill` only records the candidates: a request needs the
   sampling parameters, which come with the first :meth:`~StreamedEngine.decode`;
@@ -16,7 +16,7 @@ back into the engine seam the reward-based strategies decode through
   their KV blocks; the survivors keep theirs (no continuation request, no re-prefill).
 
 The reply rules (end-of-sequence tokens, stop strings, the length cap) are the shared
-ones of :class:`~langchain_aligned.decoding.engine.ReplyEngine`, applied to each token as
+ones of :class:`~langchain_aligned.engines.base.ReplyEngine`, applied to each token as
 it is consumed, so a reply ends where it would on the transformers engine. A stream may
 run a little ahead of the lockstep (the tokens wait in the row's queue); its request is
 aborted as soon as the reply ends by a rule the engine does not know (a stop string).
@@ -30,16 +30,10 @@ import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..decoding.engine import (
-    Candidate,
-    DecodeCancelled,
-    DecodeState,
-    EngineCounters,
-    ReplyEngine,
-)
 from ..decoding.params import SamplingParams
 from ..decoding.text import StopMatcher
 from ..errors import EngineError, InvalidInputError
+from .base import Candidate, DecodeCancelled, DecodeState, EngineCounters, ReplyEngine
 
 __all__ = ["StreamState", "StreamedEngine", "TokenDelta"]
 
@@ -147,7 +141,7 @@ class StreamedEngine(ReplyEngine):
         token of every row per step), until all rows finish if ``max_steps`` is None.
 
         ``on_step(rows, ended)`` and ``should_stop()`` mean what they mean on
-        :meth:`DecodingEngine.decode <langchain_aligned.decoding.engine.DecodingEngine.decode>`.
+        :meth:`DecodingEngine.decode <langchain_aligned.engines.transformers.DecodingEngine.decode>`.
 
         Raises:
             DecodeCancelled: ``should_stop()`` returned True (every request is aborted).

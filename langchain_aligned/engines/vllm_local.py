@@ -37,10 +37,10 @@ import torch
 
 from rewards.hardware import VLLM_CPU_DEFAULTS
 
-from ..decoding.engine import Candidate
 from ..decoding.params import SamplingParams
 from ..errors import EngineError, InvalidInputError, ModelLoadError
 from ..models.loading import model_location, remote_handle
+from .base import Candidate
 from .streamed import StreamedEngine, StreamState, TokenDelta
 from .vllm_startup import choose_engine_core
 

@@ -13,8 +13,8 @@ import torch
 from tiny import tiny_pair
 
 from langchain_aligned.decoding import Candidate, DecodingEngine, SamplingParams
-from langchain_aligned.decoding.engine import cache_keyword
 from langchain_aligned.decoding.params import derive_seed, make_generator
+from langchain_aligned.engines.kv_cache import cache_keyword
 from langchain_aligned.errors import ContextLengthError, InvalidInputError
 from langchain_aligned.models import load_model
 

@@ -20,9 +20,9 @@ from tiny import tiny_pair
 
 from langchain_aligned import BestOfN, Hooks, Sampling, SpeculativeRejection
 from langchain_aligned.decoding import SamplingParams, build_requests, engine_for
-from langchain_aligned.decoding.engine import Candidate, DecodeCancelled
 from langchain_aligned.decoding.params import make_generator
 from langchain_aligned.engines import StreamedEngine, TokenDelta
+from langchain_aligned.engines.base import Candidate, DecodeCancelled
 from langchain_aligned.errors import EngineError, RewardError
 from langchain_aligned.models import load_model
 

@@ -131,3 +131,90 @@ def test_rewards_never_imports_langchain_aligned_not_even_lazily():
                 if name.split(".")[0] == "langchain_aligned"
             ]
     assert offenders == []
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every module of langchain_aligned and rewards → the modules of both it imports,
+    lazy imports inside functions included (read from the syntax tree)."""
+    import ast
+
+    paths = {}
+    for package in ("langchain_aligned", "rewards"):
+        for path in (ROOT / package).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            paths[".".join(parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                base = package[: len(package) - node.level + 1] if node.level else []
+                prefix = ".".join([*base, *([node.module] if node.module else [])])
+                # `from package import module` imports the module; `from module
+                # import name` the module itself.
+                candidates = [
+                    f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in paths else prefix
+                    for alias in node.names
+                ]
+            else:
+                continue
+            for candidate in candidates:
+                while candidate and candidate not in paths:
+                    candidate = candidate.rpartition(".")[0]
+                if candidate and candidate != name:
+                    targets.add(candidate)
+        graph[name] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                other = stack.pop()
+                component.append(other)
+                if other == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_in_either_package():
+    graph = import_graph()
+    assert len(graph) > 60 and "langchain_aligned.engines.base" in graph
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_sees_a_cycle():
+    graph = import_graph()
+    # Put back the cycle this house once had: the seam's select importing generate.
+    graph["langchain_aligned.engines.select"].add("langchain_aligned.decoding.generate")
+    assert [
+        "langchain_aligned.decoding.generate",
+        "langchain_aligned.engines.select",
+    ] in cycles(graph)

@@ -12,8 +12,7 @@ from laws import ContextLaw, chi_square_pvalue, noisy_copy, product_law
 from tiny import tiny_model, tiny_tokenizer
 
 from langchain_aligned import SpeculativeSampling
-from langchain_aligned.decoding import SamplingParams
-from langchain_aligned.decoding.generate import build_requests, engine_for
+from langchain_aligned.decoding import SamplingParams, build_requests, engine_for
 from langchain_aligned.decoding.params import warp
 from langchain_aligned.errors import InvalidInputError
 from langchain_aligned.models import load_model

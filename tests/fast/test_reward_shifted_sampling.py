@@ -24,9 +24,8 @@ from langchain_aligned import (
     SpeculativeSampling,
     generate,
 )
-from langchain_aligned.decoding import SamplingParams
+from langchain_aligned.decoding import SamplingParams, build_requests, engine_for
 from langchain_aligned.decoding.base import sum_stats
-from langchain_aligned.decoding.generate import build_requests, engine_for
 from langchain_aligned.decoding.params import warp
 from langchain_aligned.decoding.reward_shifted_sampling import (
     reward_shifted_accept,

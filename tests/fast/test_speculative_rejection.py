@@ -12,7 +12,7 @@ from tiny import tiny_pair
 import rewards
 from langchain_aligned import BestOfN, Hooks, SpeculativeRejection, generate
 from langchain_aligned.decoding import DecodingEngine
-from langchain_aligned.decoding.engine import DecodeCancelled
+from langchain_aligned.engines.base import DecodeCancelled
 from langchain_aligned.errors import InvalidInputError, RewardError
 from langchain_aligned.models import load_model, render_chat
 

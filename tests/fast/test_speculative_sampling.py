@@ -19,9 +19,13 @@ from laws import (
 from tiny import tiny_model, tiny_pair, tiny_tokenizer
 
 from langchain_aligned import Hooks, Sampling, SpeculativeSampling, generate
-from langchain_aligned.decoding import PromptSteeredDraft, SamplingParams
+from langchain_aligned.decoding import (
+    PromptSteeredDraft,
+    SamplingParams,
+    build_requests,
+    engine_for,
+)
 from langchain_aligned.decoding.base import EVENT_VERIFY, sum_stats
-from langchain_aligned.decoding.generate import build_requests, engine_for
 from langchain_aligned.decoding.params import warp
 from langchain_aligned.decoding.speculative_sampling import speculative_accept
 from langchain_aligned.errors import InvalidInputError

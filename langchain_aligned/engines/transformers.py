@@ -1,278 +1,41 @@
-"""The batched, KV-cached decoding engine every strategy shares.
-
-Terms (request, candidate, row, slot and its holes, prefill, feed, forward pass, …)
-are defined in the glossary of :mod:`langchain_aligned.decoding`.
+"""This library's own engine: batched, KV-cached decoding of a transformers model.
 
 Primitives: :meth:`DecodingEngine.prefill`, :meth:`~DecodingEngine.feed`,
 :meth:`~DecodingEngine.select` (drop rows by pruning the KV cache in place — no
 re-prefill), :meth:`~DecodingEngine.rollback` (forget the last ``k`` tokens of each
 row), :meth:`~DecodingEngine.step` / :meth:`~DecodingEngine.decode` (sample and
 extend rows by one or ``k`` tokens) and :meth:`~DecodingEngine.score_continuations`
-(log-probs of given continuations in one forward pass).
+(log-probs of given continuations in one forward pass). :func:`engine_for` gives the
+one engine of a loaded model.
 
 The engine object holds no per-request state: everything lives in the
-:class:`DecodeState` a call creates, so one engine serves many threads.
+:class:`~.base.DecodeState` a call creates, so one engine serves many threads. Terms
+are those of the glossary of :mod:`langchain_aligned.decoding`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import threading
+import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from ..errors import ContextLengthError, InvalidInputError
+from ..decoding.params import SamplingParams, draw_uniforms, sample_from, warp
+from ..decoding.text import StopMatcher
+from ..errors import InvalidInputError
 from ..models.loading import ModelHandle
-from .params import SamplingParams, draw_uniforms, sample_from, warp
-from .text import StopMatcher, decode, tokens_within
+from .base import Candidate, DecodeCancelled, DecodeState, EngineCounters, ReplyEngine
+from .kv_cache import cache_keyword, output_cache
 
-__all__ = [
-    "Candidate",
-    "DecodeCancelled",
-    "DecodeState",
-    "DecodingEngine",
-    "EngineCounters",
-]
-
-
-class DecodeCancelled(Exception):
-    """Raised inside decoding when the caller's ``should_stop`` returns True."""
-
-
-@dataclass(eq=False)
-class Candidate:
-    """One reply being decoded for one request."""
-
-    request: int
-    """Index of the request this candidate answers."""
-    index: int
-    """Candidate number within its request (0 … n−1)."""
-    prompt_ids: list[int]
-    """Token ids of the rendered prompt."""
-    generator: torch.Generator | None = None
-    """Source of this candidate's uniforms (None for greedy decoding)."""
-    seed: int | None = None
-    """The seed ``generator`` was made from (an engine that samples elsewhere, such as
-    vLLM, seeds the candidate's request with it); None for greedy decoding."""
-    token_ids: list[int] = field(default_factory=list)
-    """Generated ids so far (an end-of-sequence token is not included)."""
-    token_logprobs: list[float] = field(default_factory=list)
-    """Log-probability of each of ``token_ids`` under the untempered model, recorded
-    by :meth:`DecodingEngine.step`; valid only while as long as ``token_ids`` (tokens
-    appended otherwise, e.g. accepted draft tokens, are not recorded)."""
-    finish_reason: str | None = None
-    """``"stop"`` (EOS or stop string) or ``"length"`` once finished, else None."""
-    text: str | None = None
-    """The reply text once finished (cut before a stop string)."""
-    tokens_sampled: int = 0
-    """Tokens this candidate's reply took (:meth:`ReplyEngine.append`): sampled, or
-    accepted from a draft, up to the one that ended it — its end-of-sequence token
-    and a stop string's tokens included (so at least ``len(token_ids)``)."""
-
-    @property
-    def finished(self) -> bool:
-        return self.finish_reason is not None
-
-
-@dataclass
-class EngineCounters:
-    """Work done on one model for one call (summed over every state it touched)."""
-
-    forward_passes: int = 0
-    """Forward passes, prefills included."""
-    prefill_passes: int = 0
-    """Forward passes that started a KV cache from prompts (prefills)."""
-    prefill_tokens: int = 0
-    """Prompt tokens processed by prefills."""
-    tokens_fed: int = 0
-    """Non-prompt tokens appended to KV caches."""
-    tokens_sampled: int = 0
-    """Tokens drawn by :meth:`DecodingEngine.step` (EOS included)."""
-    peak_batch_size: int = 0
-    """Largest number of rows in one forward pass."""
-    peak_cache_slots: int = 0
-    """Largest ``rows × slots`` held in a KV cache (memory proxy)."""
-    counts_passes: bool = True
-    """Whether the engine sees its forward passes (a server's are unseen: the pass
-    counts and peaks above then mean nothing, and statistics leave them absent)."""
-
-
-@dataclass(eq=False)
-class DecodeState:
-    """The rows of one batch on one model, with their KV cache."""
-
-    candidates: list[Candidate]
-    """Row ``i`` decodes ``candidates[i]``."""
-    counters: EngineCounters
-    cache: Any = None
-    mask: torch.Tensor | None = None
-    """``[rows, slots]`` attention mask of the KV cache (1 = valid slot)."""
-    next_logits: torch.Tensor | None = None
-    """``[rows, logits]`` logits for each row's next token, after the last feed."""
-
-    @property
-    def num_rows(self) -> int:
-        return len(self.candidates)
-
-    @property
-    def num_slots(self) -> int:
-        return 0 if self.mask is None else int(self.mask.shape[1])
-
-    def valid_lengths(self) -> torch.Tensor:
-        """``[rows]`` number of valid slots per row (prompt plus fed tokens)."""
-        if self.mask is None:
-            return torch.zeros(self.num_rows, dtype=torch.long)
-        return self.mask.sum(1)
-
-
-class ReplyEngine:
-    """What every engine shares: the model's handle, prompts, and how a candidate's
-    reply grows and ends (end-of-sequence tokens, stop strings, the length cap).
-
-    Sampling, Best-of-N and Speculative Rejection decode through three calls (the
-    engine seam): :meth:`prefill` starts candidates, :meth:`decode` advances every
-    alive row by up to ``max_steps`` tokens, :meth:`select` keeps some rows and drops
-    the others. :class:`DecodingEngine` implements them with its own KV cache; the
-    engines of :mod:`langchain_aligned.engines` implement them over vLLM.
-    """
-
-    name: str = "transformers"
-    """The engine's name in statistics and errors."""
-
-    def __init__(self, handle: ModelHandle) -> None:
-        self.handle = handle
-        self.tokenizer = handle.tokenizer
-        self.vocab_size = handle.vocab_size
-        self.eos_ids = frozenset(handle.eos_token_ids)
-        self.pad_id = handle.pad_token_id
-
-    def prefill(
-        self,
-        candidates: Sequence[Candidate],
-        prompts: Sequence[Sequence[int]] | None = None,
-        counters: EngineCounters | None = None,
-    ) -> DecodeState:
-        """Start a state decoding ``candidates`` (from their prompts, or ``prompts``)."""
-        raise NotImplementedError
-
-    def decode(
-        self,
-        state: DecodeState,
-        params: SamplingParams,
-        max_steps: int | None = None,
-        *,
-        matchers: dict[int, StopMatcher] | None = None,
-        on_step: Callable[[list[Candidate], list[Candidate]], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> list[Candidate]:
-        """Advance every row by up to ``max_steps`` tokens (see :meth:`DecodingEngine.decode`)."""
-        raise NotImplementedError
-
-    def select(self, state: DecodeState, rows: Sequence[int]) -> None:
-        """Keep only ``rows`` (in that order) and drop the others' work."""
-        raise NotImplementedError
-
-    def release(self, state: DecodeState) -> None:
-        """Drop every row of ``state`` and the engine's work on them (a vLLM engine
-        aborts their requests, freeing their KV blocks). A strategy calls it on every
-        way out of a decode that leaves rows alive — a reward that raised, a callback
-        that raised, cancellation — so nothing keeps decoding for nobody."""
-        if state.num_rows:
-            self.select(state, [])
-
-    # ------------------------------------------------------------------ prompts
-    def encode(self, text: str) -> list[int]:
-        """Token ids of rendered prompt text.
-
-        Chat templates write their own special tokens; base models without a
-        template get the tokenizer's usual BOS.
-        """
-        ids = self.tokenizer(text, add_special_tokens=not self.handle.has_chat_template)[
-            "input_ids"
-        ]
-        if not ids:
-            raise InvalidInputError("The rendered prompt is empty; pass at least one message")
-        return list(ids)
-
-    def check_prompt(self, prompt_ids: Sequence[int]) -> None:
-        """Raise :class:`ContextLengthError` if the prompt leaves no room to generate."""
-        limit = self.handle.context_length
-        if limit is not None and len(prompt_ids) >= limit:
-            raise ContextLengthError(
-                f"The prompt is {len(prompt_ids)} tokens but {self.handle.name} has a "
-                f"context of {limit} tokens; shorten the conversation"
-            )
-
-    # ------------------------------------------------------------ reply rules
-    def append(
-        self,
-        candidate: Candidate,
-        tokens: Sequence[int],
-        params: SamplingParams,
-        matchers: dict[int, StopMatcher] | None = None,
-    ) -> bool:
-        """Append accepted tokens to a candidate and finish it if it ends.
-
-        Handles EOS anywhere in ``tokens`` (the rest is dropped), stop strings and
-        the length cap. Every token taken counts in ``candidate.tokens_sampled``, the
-        one that ends the reply included (an end-of-sequence token, the last token of
-        a stop string); tokens after it are not taken. Returns whether the candidate
-        finished.
-        """
-        for token in tokens:
-            candidate.tokens_sampled += 1
-            if token in self.eos_ids and not params.ignore_eos:
-                self.finish(candidate, "stop")
-                return True
-            candidate.token_ids.append(int(token))
-            if params.stop:
-                matcher = None if matchers is None else matchers.get(id(candidate))
-                if matcher is None:
-                    matcher = StopMatcher(self.tokenizer, params.stop)
-                    if matchers is not None:
-                        matchers[id(candidate)] = matcher
-                cut = matcher.check(candidate.token_ids)
-                if cut is not None:
-                    # A stop string is not part of the reply: neither its text nor its
-                    # tokens (nor their log-probabilities) stay.
-                    kept = tokens_within(self.tokenizer, candidate.token_ids, cut)
-                    del candidate.token_ids[kept:]
-                    del candidate.token_logprobs[kept:]
-                    self.finish(candidate, "stop", text=cut)
-                    return True
-            if self.room(candidate, params) == 0:
-                self.finish(candidate, "length")
-                return True
-        return False
-
-    def stop_token_ids(self, params: SamplingParams) -> list[int]:
-        """The token ids that end a reply under ``params``: the end-of-sequence ids, or
-        none with ``ignore_eos`` (an engine that samples elsewhere is sent exactly
-        these, so a request stops where :meth:`append` would stop it)."""
-        return [] if params.ignore_eos else sorted(self.eos_ids)
-
-    def room(self, candidate: Candidate, params: SamplingParams) -> int:
-        """Tokens ``candidate`` may still append before the length cap or the context
-        limit (0 means it is finished by length)."""
-        room = params.max_new_tokens - len(candidate.token_ids)
-        limit = self.handle.context_length
-        if limit is not None:
-            room = min(room, limit - len(candidate.prompt_ids) - len(candidate.token_ids))
-        return max(room, 0)
-
-    def finish(self, candidate: Candidate, reason: str, text: str | None = None) -> None:
-        """Mark a candidate finished and fix its text."""
-        candidate.finish_reason = reason
-        candidate.text = text if text is not None else decode(self.tokenizer, candidate.token_ids)
+__all__ = ["DecodingEngine", "engine_for"]
 
 
 class DecodingEngine(ReplyEngine):
     """Batched decoding over one :class:`~langchain_aligned.models.ModelHandle`, on this
     library's own KV cache."""
+
+    computes_logits = True
 
     def __init__(self, handle: ModelHandle) -> None:
         super().__init__(handle)
@@ -330,7 +93,7 @@ class DecodingEngine(ReplyEngine):
             )
         # The DynamicCache is extended in place; adopt the returned one all the same
         # (read under its own field name: the old name logs a deprecation from 5.24 on).
-        returned = _output_cache(out)
+        returned = output_cache(out)
         if returned is not None:
             state.cache = returned
         state.mask = full_mask
@@ -638,42 +401,15 @@ class DecodingEngine(ReplyEngine):
         state.mask = state.mask[:, leading:]
 
 
-def _transformers_names_cache() -> bool:
-    """Whether the installed transformers calls the KV cache ``cache`` (not ``past_key_values``)."""
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-
-    return "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)}
+_ENGINES: weakref.WeakKeyDictionary[ModelHandle, DecodingEngine] = weakref.WeakKeyDictionary()
+_ENGINES_LOCK = threading.Lock()
 
 
-def cache_keyword(model: Any) -> str:
-    """The keyword under which ``model.forward`` takes its KV cache.
-
-    transformers 5.24 renamed the forward argument ``past_key_values`` to ``cache`` (and
-    the output field with it). From 5.24 on the old name still works but warns (a
-    ``FutureWarning``: removed in 5.40) and so does reading ``out.past_key_values``
-    (a logged deprecation); releases before it
-    (4.57 … 5.23, including the 5.16.1 … 5.19 range vLLM pins) know only
-    ``past_key_values`` and would silently drop a ``cache`` keyword into ``**kwargs``,
-    decoding every step without its KV cache. So the name is read off the model's own
-    signature (which also covers remote-code models), falling back on the installed
-    transformers' name when the signature only has ``**kwargs``.
-    """
-    try:
-        parameters = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        parameters = {}  # type: ignore[assignment]
-    if "cache" in parameters:
-        return "cache"
-    if "past_key_values" in parameters:
-        return "past_key_values"
-    return "cache" if _transformers_names_cache() else "past_key_values"
-
-
-def _output_cache(out: Any) -> Any:
-    # ``keys()`` lists the fields that are set without going through transformers'
-    # backward-compatible renaming (whose old-name lookups log a deprecation).
-    keys = out.keys() if callable(getattr(out, "keys", None)) else ()
-    for name in ("cache", "past_key_values"):
-        if name in keys:
-            return getattr(out, name)
-    return None
+def engine_for(handle: ModelHandle) -> DecodingEngine:
+    """The one engine of a loaded model (engines hold no per-request state)."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(handle)
+        if engine is None:
+            engine = DecodingEngine(handle)
+            _ENGINES[handle] = engine
+        return engine
