@@ -24,14 +24,8 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
-from .decoding.base import (
-    EVENT_DONE,
-    EVENT_PREFIX,
-    EVENT_ROUND,
-    EVENT_SCORED,
-    EVENT_VERIFY,
-    sum_stats,
-)
+from .decoding.base import EVENT_DONE, EVENT_PREFIX, EVENT_ROUND, EVENT_SCORED, EVENT_VERIFY
+from .decoding.stats import sum_stats
 
 __all__ = [
     "EVENT_DONE",

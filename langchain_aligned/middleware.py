@@ -23,7 +23,8 @@ import rewards
 from .chat_models.calls import compose_reward
 from .chat_models.messages import render_reply, to_hf_messages
 from .chat_models.runs import adispatch_in_context, dispatch_in_context
-from .decoding.base import EVENT_DONE, EVENT_SCORED, AlignmentStats, score_texts
+from .decoding.base import EVENT_DONE, EVENT_SCORED, score_texts
+from .decoding.stats import AlignmentStats
 from .errors import InvalidInputError
 
 __all__ = ["AlignmentMiddleware", "render_reply"]

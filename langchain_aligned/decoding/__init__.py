@@ -174,7 +174,7 @@ Hooks
 
 from ..engines.base import Candidate, DecodeCancelled, DecodeState, EngineCounters
 from ..engines.transformers import DecodingEngine, engine_for
-from .base import AlignmentStats, Hooks, Request, Result, RoundStats, Strategy, score_texts
+from .base import Hooks, Request, Result, Strategy, score_texts
 from .best_of_n import BestOfN
 from .drafts import PromptSteeredDraft
 from .generate import build_requests, generate
@@ -184,6 +184,7 @@ from .reward_shifted_sampling import RewardShiftedSampling
 from .sampling import Sampling
 from .speculative_rejection import SpeculativeRejection
 from .speculative_sampling import SpeculativeSampling
+from .stats import AlignmentStats, RoundStats
 
 __all__ = [
     "AlignmentStats",

@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 
 from ..engines.base import Candidate, DecodeState, ReplyEngine
 from . import strategy_parts as parts
-from .base import AlignmentStats, Hooks, Request, Result, Strategy, score_replies
+from .base import Hooks, Request, Result, Strategy, score_replies
 from .params import SamplingParams
+from .stats import AlignmentStats
 
 __all__ = ["Sampling", "decode_candidates", "sample_batch"]
 

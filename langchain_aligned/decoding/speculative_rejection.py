@@ -70,11 +70,11 @@ from .base import (
     Request,
     Result,
     RewardCall,
-    RoundStats,
     Strategy,
     score_together,
 )
 from .params import SamplingParams
+from .stats import RoundStats
 from .text import StopMatcher, decode
 
 __all__ = ["SpeculativeRejection"]

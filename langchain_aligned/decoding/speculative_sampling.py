@@ -39,18 +39,10 @@ from ..engines.base import DecodeState, EngineCounters, ReplyEngine
 from ..engines.transformers import DecodingEngine
 from ..errors import InvalidInputError
 from . import strategy_parts as parts
-from .base import (
-    EVENT_DONE,
-    AlignmentStats,
-    Hooks,
-    Request,
-    Result,
-    Strategy,
-    new_batch_id,
-    score_replies,
-)
+from .base import EVENT_DONE, Hooks, Request, Result, Strategy, score_replies
 from .drafts import BoundDraft, bind_draft
 from .params import SamplingParams, draw_uniforms, sample_from, warp
+from .stats import AlignmentStats, new_batch_id
 from .text import StopMatcher
 
 __all__ = [

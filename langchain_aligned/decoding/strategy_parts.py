@@ -16,8 +16,9 @@ from rewards.base import RecordedLogprobs
 
 from ..engines.base import Candidate, DecodeCancelled, EngineCounters, ReplyEngine
 from ..errors import InvalidInputError
-from .base import EVENT_DONE, EVENT_VERIFY, AlignmentStats, Hooks, Request, Result, new_batch_id
+from .base import EVENT_DONE, EVENT_VERIFY, Hooks, Request, Result
 from .params import SamplingParams
+from .stats import AlignmentStats, new_batch_id
 from .text import TextStream
 
 __all__ = [

@@ -25,12 +25,12 @@ from langchain_aligned import (
     generate,
 )
 from langchain_aligned.decoding import SamplingParams, build_requests, engine_for
-from langchain_aligned.decoding.base import sum_stats
 from langchain_aligned.decoding.params import warp
 from langchain_aligned.decoding.reward_shifted_sampling import (
     reward_shifted_accept,
     reward_shifted_weights,
 )
+from langchain_aligned.decoding.stats import sum_stats
 from langchain_aligned.errors import InvalidInputError
 from langchain_aligned.models import load_model
 

@@ -25,9 +25,10 @@ from langchain_aligned.decoding import (
     build_requests,
     engine_for,
 )
-from langchain_aligned.decoding.base import EVENT_VERIFY, sum_stats
+from langchain_aligned.decoding.base import EVENT_VERIFY
 from langchain_aligned.decoding.params import warp
 from langchain_aligned.decoding.speculative_sampling import speculative_accept
+from langchain_aligned.decoding.stats import sum_stats
 from langchain_aligned.errors import InvalidInputError
 from langchain_aligned.models import load_model
 

@@ -16,7 +16,8 @@ from langchain_aligned.decoding import (
     Result,
     SamplingParams,
 )
-from langchain_aligned.decoding.base import EVENT_DONE, AlignmentStats
+from langchain_aligned.decoding.base import EVENT_DONE
+from langchain_aligned.decoding.stats import AlignmentStats
 from langchain_aligned.decoding.strategy_parts import (
     GREEDY_NOTE,
     Batch,

@@ -65,7 +65,7 @@ def test_self_reward_costs_no_forward_pass_on_smollm2():
     # The default reward's likelihood part runs on the policy's own weights: inside
     # decoding it reads the recorded log-probs, so every forward pass of the model is a
     # decoding pass (MiniLM and VADER are other models).
-    from langchain_aligned.decoding.base import sum_stats
+    from langchain_aligned.decoding.stats import sum_stats
     from langchain_aligned.models import load_model
 
     handle = load_model(MODEL, dtype="float32")
